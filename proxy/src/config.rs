@@ -1,0 +1,647 @@
+//! The proxy's configuration: a TOML file, validated as a whole before anything starts.
+//!
+//! Errors name the file, the line and the key, since the person reading them is an
+//! operator with the file open: syntax and type errors come from the TOML parser's spans,
+//! and semantic checks (an unknown upstream, a bad URL, a missing certificate file) carry
+//! the key path, whose line is found by walking the spanned document.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::Uri;
+use ipnet::IpNet;
+use serde::Deserialize;
+
+/// Default request size limit: 10 MiB, as large as any RIV-TA read request gets.
+pub const DEFAULT_MAX_REQUEST_BYTES: u64 = 10 * 1024 * 1024;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub proxy: ProxySettings,
+    pub https: Option<HttpsListener>,
+    pub http: Option<HttpListener>,
+    #[serde(default)]
+    pub headers: HeaderSettings,
+    #[serde(default, rename = "upstream")]
+    pub upstreams: Vec<UpstreamConfig>,
+    #[serde(default, rename = "route")]
+    pub routes: Vec<RouteConfig>,
+    /// Directory relative paths are resolved against: the config file's own.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+/// `[proxy]`: the platform itself.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxySettings {
+    /// This platform's id in `x-rivta-routing-history` and in fault strings.
+    pub instance_id: String,
+    /// Upstream used by routes that name none.
+    pub default_upstream: Option<String>,
+    #[serde(default = "default_max_request_bytes")]
+    pub max_request_bytes: u64,
+    /// Time allowed for a caller to send its request headers.
+    #[serde(default = "default_header_read_timeout_ms")]
+    pub header_read_timeout_ms: u64,
+    /// Time allowed for a caller to send its whole request body.
+    #[serde(default = "default_body_read_timeout_ms")]
+    pub body_read_timeout_ms: u64,
+    /// Time allowed for a TLS handshake.
+    #[serde(default = "default_tls_handshake_timeout_ms")]
+    pub tls_handshake_timeout_ms: u64,
+    /// How long a shutdown waits for calls in flight.
+    #[serde(default = "default_shutdown_grace_ms")]
+    pub shutdown_grace_ms: u64,
+}
+
+/// `[https]`: the mutual-TLS listener consumers use.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpsListener {
+    pub listen: SocketAddr,
+    /// Server certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Server private key (PEM).
+    pub key: PathBuf,
+    /// CA bundle (PEM) client certificates must chain to.
+    pub client_ca: PathBuf,
+    /// Subject attribute holding the caller's HSA-id: `serialNumber` (SITHS), `CN`, or a dotted OID.
+    #[serde(default = "default_sender_id_attribute")]
+    pub sender_id_attribute: String,
+}
+
+/// `[http]`: plain HTTP for development and trusted internal callers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpListener {
+    pub listen: SocketAddr,
+    /// Source addresses (IPs or CIDR networks) allowed to call; anyone else gets VP011.
+    pub allowed_sources: Vec<String>,
+}
+
+/// `[headers]`: how RIV-TA identity headers are treated.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderSettings {
+    /// Callers (HSA-ids) trusted to set `x-rivta-original-serviceconsumer-hsaid` themselves.
+    #[serde(default)]
+    pub osc_trusted_senders: Vec<String>,
+}
+
+/// `[[upstream]]`: a platform or producer the proxy relays to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    pub name: String,
+    /// `https://host:port/base` (mTLS with the proxy's own certificate) or `http://...`.
+    pub url: String,
+    /// The proxy's client certificate (PEM) towards this upstream.
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+    /// CA bundle (PEM) the upstream's server certificate must chain to.
+    pub ca: Option<PathBuf>,
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    /// Time until the upstream's response headers; above NTjP's 29 s producer timeout.
+    #[serde(default = "default_response_timeout_ms")]
+    pub response_timeout_ms: u64,
+    /// Longest pause allowed while the response body streams.
+    #[serde(default = "default_body_idle_timeout_ms")]
+    pub body_idle_timeout_ms: u64,
+    /// Idle keep-alive connections kept per upstream host.
+    #[serde(default = "default_max_idle_connections")]
+    pub max_idle_connections: usize,
+    #[serde(default = "default_idle_connection_timeout_ms")]
+    pub idle_connection_timeout_ms: u64,
+    /// For plain-HTTP upstreams that identify callers by `x-vp-sender-id` (an NTjP
+    /// internal listener): the HSA-id the proxy sends as its own.
+    pub vp_sender_id: Option<String>,
+}
+
+/// `[[route]]`: which calls go where. The first matching route wins.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    pub name: String,
+    /// Service contract namespace pattern (`*` wildcard, case-insensitive).
+    #[serde(default = "any")]
+    pub contract: String,
+    /// Logical address pattern (`*` wildcard, case-insensitive).
+    #[serde(default = "any")]
+    pub logical_address: String,
+    /// Only for this caller (HSA-id pattern), if given.
+    pub sender: Option<String>,
+    /// Upstream name; the `[proxy] default_upstream` if absent.
+    pub upstream: Option<String>,
+    /// Fixed path on the upstream instead of the incoming one.
+    pub path: Option<String>,
+    /// Overrides the upstream's `response_timeout_ms` for this route.
+    pub response_timeout_ms: Option<u64>,
+}
+
+fn any() -> String {
+    "*".into()
+}
+fn default_max_request_bytes() -> u64 {
+    DEFAULT_MAX_REQUEST_BYTES
+}
+fn default_header_read_timeout_ms() -> u64 {
+    10_000
+}
+fn default_body_read_timeout_ms() -> u64 {
+    30_000
+}
+fn default_tls_handshake_timeout_ms() -> u64 {
+    10_000
+}
+fn default_shutdown_grace_ms() -> u64 {
+    35_000
+}
+fn default_sender_id_attribute() -> String {
+    "serialNumber".into()
+}
+fn default_connect_timeout_ms() -> u64 {
+    2_000
+}
+fn default_response_timeout_ms() -> u64 {
+    32_000
+}
+fn default_body_idle_timeout_ms() -> u64 {
+    30_000
+}
+fn default_max_idle_connections() -> usize {
+    64
+}
+fn default_idle_connection_timeout_ms() -> u64 {
+    60_000
+}
+
+pub fn millis(ms: u64) -> Duration {
+    Duration::from_millis(ms)
+}
+
+/// A configuration error, located for the operator.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    /// Key path, e.g. `route[2].upstream`, when known.
+    pub key: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        if let Some(key) = &self.key {
+            write!(f, ": key `{key}`")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl Config {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.to_owned(),
+            line: None,
+            key: None,
+            message: format!("cannot read the file: {e}"),
+        })?;
+        let base_dir = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        Config::parse(&text, path, &base_dir)
+    }
+
+    /// Parses and validates configuration text; `file` is used in messages only.
+    pub fn parse(text: &str, file: &Path, base_dir: &Path) -> Result<Config, ConfigError> {
+        let mut config: Config = toml::from_str(text).map_err(|e| {
+            let span = e.span();
+            ConfigError {
+                file: file.to_owned(),
+                line: span.map(|s| line_of(text, s.start)),
+                key: None,
+                message: e.message().trim().to_owned(),
+            }
+        })?;
+        config.base_dir = base_dir.to_owned();
+        config.validate().map_err(|invalid| ConfigError {
+            file: file.to_owned(),
+            line: locate(text, &invalid.key),
+            key: Some(invalid.key.to_string()),
+            message: invalid.message,
+        })?;
+        Ok(config)
+    }
+
+    /// Resolves a path from the file against the config file's directory.
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() {
+            path.to_owned()
+        } else {
+            self.base_dir.join(path)
+        }
+    }
+
+    pub fn upstream(&self, name: &str) -> Option<&UpstreamConfig> {
+        self.upstreams.iter().find(|u| u.name == name)
+    }
+
+    /// The upstream a route uses, after defaults.
+    pub fn route_upstream<'a>(&'a self, route: &'a RouteConfig) -> Option<&'a str> {
+        route
+            .upstream
+            .as_deref()
+            .or(self.proxy.default_upstream.as_deref())
+    }
+
+    fn validate(&self) -> Result<(), Invalid> {
+        let p = &self.proxy;
+        if p.instance_id.trim().is_empty() || p.instance_id.contains('#') {
+            return Err(Invalid::at(
+                KeyPath::new("proxy").key("instance_id"),
+                "must be a non-empty id without '#' (it is an element of x-rivta-routing-history)",
+            ));
+        }
+        if p.max_request_bytes == 0 {
+            return Err(Invalid::at(
+                KeyPath::new("proxy").key("max_request_bytes"),
+                "must be greater than zero",
+            ));
+        }
+        if let Some(name) = &p.default_upstream {
+            if self.upstream(name).is_none() {
+                return Err(Invalid::at(
+                    KeyPath::new("proxy").key("default_upstream"),
+                    format!("no [[upstream]] is named \"{name}\""),
+                ));
+            }
+        }
+        if self.https.is_none() && self.http.is_none() {
+            return Err(Invalid::at(
+                KeyPath::new("proxy"),
+                "no listener: configure [https] and/or [http]",
+            ));
+        }
+        if let Some(https) = &self.https {
+            let at = KeyPath::new("https");
+            self.file_exists(&https.cert, at.key("cert"))?;
+            self.file_exists(&https.key, at.key("key"))?;
+            self.file_exists(&https.client_ca, at.key("client_ca"))?;
+            if crate::identity::SenderIdAttribute::parse(&https.sender_id_attribute).is_none() {
+                return Err(Invalid::at(
+                    at.key("sender_id_attribute"),
+                    "must be serialNumber, CN or a dotted OID such as 2.5.4.5",
+                ));
+            }
+        }
+        if let Some(http) = &self.http {
+            for (i, source) in http.allowed_sources.iter().enumerate() {
+                if parse_source(source).is_none() {
+                    return Err(Invalid::at(
+                        KeyPath::new("http").key("allowed_sources").index(i),
+                        format!("\"{source}\" is neither an IP address nor a CIDR network"),
+                    ));
+                }
+            }
+        }
+        for (i, upstream) in self.upstreams.iter().enumerate() {
+            self.validate_upstream(upstream, KeyPath::new("upstream").index(i))?;
+            if self.upstreams[..i].iter().any(|u| u.name == upstream.name) {
+                return Err(Invalid::at(
+                    KeyPath::new("upstream").index(i).key("name"),
+                    format!("upstream \"{}\" is defined twice", upstream.name),
+                ));
+            }
+        }
+        if self.routes.is_empty() {
+            return Err(Invalid::at(
+                KeyPath::new("route"),
+                "no [[route]]: every call would be refused with VP004",
+            ));
+        }
+        for (i, route) in self.routes.iter().enumerate() {
+            let at = KeyPath::new("route").index(i);
+            match self.route_upstream(route) {
+                None => {
+                    return Err(Invalid::at(
+                        at.key("upstream"),
+                        "missing, and [proxy] has no default_upstream",
+                    ))
+                }
+                Some(name) if self.upstream(name).is_none() => {
+                    let key = if route.upstream.is_some() {
+                        at.key("upstream")
+                    } else {
+                        KeyPath::new("proxy").key("default_upstream")
+                    };
+                    return Err(Invalid::at(
+                        key,
+                        format!("no [[upstream]] is named \"{name}\""),
+                    ));
+                }
+                Some(_) => {}
+            }
+            if let Some(path) = &route.path {
+                if !path.starts_with('/') || path.parse::<http::uri::PathAndQuery>().is_err() {
+                    return Err(Invalid::at(
+                        at.key("path"),
+                        format!("\"{path}\" is not an absolute URL path"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_upstream(&self, upstream: &UpstreamConfig, at: KeyPath) -> Result<(), Invalid> {
+        let uri: Uri = upstream.url.parse().map_err(|e| {
+            Invalid::at(
+                at.key("url"),
+                format!("\"{}\" is not a URL: {e}", upstream.url),
+            )
+        })?;
+        let https = match uri.scheme_str() {
+            Some("https") => true,
+            Some("http") => false,
+            _ => {
+                return Err(Invalid::at(
+                    at.key("url"),
+                    format!("\"{}\" must start with https:// or http://", upstream.url),
+                ))
+            }
+        };
+        if uri.authority().is_none() {
+            return Err(Invalid::at(
+                at.key("url"),
+                format!("\"{}\" has no host", upstream.url),
+            ));
+        }
+        if uri.query().is_some() {
+            return Err(Invalid::at(
+                at.key("url"),
+                "must not carry a query string",
+            ));
+        }
+        match (&upstream.client_cert, &upstream.client_key) {
+            (Some(cert), Some(key)) => {
+                self.file_exists(cert, at.key("client_cert"))?;
+                self.file_exists(key, at.key("client_key"))?;
+            }
+            (Some(_), None) => {
+                return Err(Invalid::at(
+                    at.key("client_key"),
+                    "missing: client_cert is set",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(Invalid::at(
+                    at.key("client_cert"),
+                    "missing: client_key is set",
+                ))
+            }
+            (None, None) if https => {
+                return Err(Invalid::at(
+                    at.key("client_cert"),
+                    "an https upstream needs the proxy's client certificate (NTjP requires mutual TLS)",
+                ))
+            }
+            (None, None) => {}
+        }
+        if https {
+            match &upstream.ca {
+                Some(ca) => self.file_exists(ca, at.key("ca"))?,
+                None => {
+                    return Err(Invalid::at(
+                        at.key("ca"),
+                        "an https upstream needs the CA bundle its certificate chains to",
+                    ))
+                }
+            }
+        }
+        if upstream.response_timeout_ms == 0 || upstream.connect_timeout_ms == 0 {
+            return Err(Invalid::at(
+                at.key("response_timeout_ms"),
+                "timeouts must be greater than zero",
+            ));
+        }
+        Ok(())
+    }
+
+    fn file_exists(&self, path: &Path, key: KeyPath) -> Result<(), Invalid> {
+        let resolved = self.resolve(path);
+        if resolved.is_file() {
+            Ok(())
+        } else {
+            Err(Invalid::at(
+                key,
+                format!("file {} does not exist", resolved.display()),
+            ))
+        }
+    }
+}
+
+/// Parses an allowed source: a CIDR network or a single address.
+pub fn parse_source(source: &str) -> Option<IpNet> {
+    let source = source.trim();
+    source
+        .parse::<IpNet>()
+        .ok()
+        .or_else(|| source.parse::<IpAddr>().ok().map(IpNet::from))
+}
+
+/// A semantic error found after parsing, before it is located in the text.
+#[derive(Debug)]
+struct Invalid {
+    key: KeyPath,
+    message: String,
+}
+
+impl Invalid {
+    fn at(key: KeyPath, message: impl Into<String>) -> Self {
+        Invalid {
+            key,
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Segment {
+    Key(String),
+    Index(usize),
+}
+
+/// A path to a value in the TOML document, e.g. `route[2].upstream`.
+#[derive(Debug, Clone)]
+struct KeyPath(Vec<Segment>);
+
+impl KeyPath {
+    fn new(table: &str) -> Self {
+        KeyPath(vec![Segment::Key(table.into())])
+    }
+    fn key(&self, key: &str) -> Self {
+        let mut next = self.clone();
+        next.0.push(Segment::Key(key.into()));
+        next
+    }
+    fn index(&self, i: usize) -> Self {
+        let mut next = self.clone();
+        next.0.push(Segment::Index(i));
+        next
+    }
+}
+
+impl fmt::Display for KeyPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, seg) in self.0.iter().enumerate() {
+            match seg {
+                Segment::Key(k) if i == 0 => write!(f, "{k}")?,
+                Segment::Key(k) => write!(f, ".{k}")?,
+                Segment::Index(n) => write!(f, "[{n}]")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Finds the line of the deepest part of `key` present in the document.
+fn locate(text: &str, key: &KeyPath) -> Option<usize> {
+    use toml::de::{DeTable, DeValue};
+    let root = DeTable::parse(text).ok()?;
+    let mut table = root.get_ref();
+    let mut best: Option<usize> = None;
+    let mut segments = key.0.iter().peekable();
+    while let Some(seg) = segments.next() {
+        let Segment::Key(name) = seg else { return best };
+        let (k, value) = table.iter().find(|(k, _)| k.get_ref().as_ref() == name.as_str())?;
+        best = Some(k.span().start);
+        let mut value = value;
+        if let Some(Segment::Index(i)) = segments.peek() {
+            segments.next();
+            match value.get_ref() {
+                DeValue::Array(items) => {
+                    let item = items.get(*i)?;
+                    best = Some(item.span().start);
+                    value = item;
+                }
+                _ => return best.map(|b| line_of(text, b)),
+            }
+        }
+        match value.get_ref() {
+            DeValue::Table(t) => table = t,
+            _ => {
+                if segments.peek().is_some() {
+                    break;
+                }
+            }
+        }
+    }
+    best.map(|b| line_of(text, b))
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())]
+        .bytes()
+        .filter(|b| *b == b'\n')
+        .count()
+        + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[proxy]
+instance_id = "rtp-test"
+default_upstream = "ntjp"
+
+[http]
+listen = "127.0.0.1:0"
+allowed_sources = ["127.0.0.1", "10.0.0.0/8"]
+
+[[upstream]]
+name = "ntjp"
+url = "http://127.0.0.1:9080/vp"
+
+[[route]]
+name = "all"
+"#;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("test.toml"), Path::new("."))
+    }
+
+    #[test]
+    fn a_good_config_parses_with_defaults() {
+        let config = parse(GOOD).unwrap();
+        assert_eq!(config.proxy.max_request_bytes, DEFAULT_MAX_REQUEST_BYTES);
+        assert_eq!(config.routes[0].contract, "*");
+        assert_eq!(config.route_upstream(&config.routes[0]), Some("ntjp"));
+        assert_eq!(config.upstreams[0].response_timeout_ms, 32_000);
+    }
+
+    #[test]
+    fn unknown_keys_are_reported_with_their_line() {
+        let text = GOOD.replace("name = \"all\"", "name = \"all\"\nupstreem = \"ntjp\"");
+        let err = parse(&text).unwrap_err();
+        assert_eq!(err.line, Some(16), "{err}");
+        assert!(err.message.contains("upstreem"), "{err}");
+    }
+
+    #[test]
+    fn an_unknown_upstream_names_the_route_key_and_line() {
+        let text = GOOD.replace("name = \"all\"", "name = \"all\"\nupstream = \"nowhere\"");
+        let err = parse(&text).unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("route[0].upstream"));
+        assert_eq!(err.line, Some(16), "{err}");
+        assert!(err.to_string().starts_with("test.toml:16: key `route[0].upstream`"));
+    }
+
+    #[test]
+    fn a_bad_url_and_a_bad_source_are_located() {
+        let err = parse(&GOOD.replace("http://127.0.0.1:9080/vp", "ftp://x")).unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("upstream[0].url"));
+        assert_eq!(err.line, Some(12));
+        let err = parse(&GOOD.replace("10.0.0.0/8", "ten")).unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("http.allowed_sources[1]"));
+        assert_eq!(err.line, Some(8));
+    }
+
+    #[test]
+    fn an_https_upstream_without_client_certificate_is_refused() {
+        let err = parse(&GOOD.replace("http://127.0.0.1", "https://127.0.0.1")).unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("upstream[0].client_cert"));
+    }
+
+    #[test]
+    fn a_missing_certificate_file_is_named() {
+        let text = format!(
+            "{GOOD}\n[https]\nlisten = \"127.0.0.1:0\"\ncert = \"nope.crt\"\nkey = \"nope.key\"\nclient_ca = \"ca.crt\"\n"
+        );
+        let err = parse(&text).unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("https.cert"));
+        assert!(err.message.contains("nope.crt"));
+    }
+
+    #[test]
+    fn sources_accept_addresses_and_networks() {
+        assert!(parse_source("127.0.0.1").unwrap().contains(&"127.0.0.1".parse::<IpAddr>().unwrap()));
+        assert!(parse_source("::1").is_some());
+        assert!(parse_source("10.1.0.0/16").is_some());
+        assert!(parse_source("localhost").is_none());
+    }
+}

@@ -1,0 +1,466 @@
+//! One-pass inspection of a RIV-TA request with quick-xml: no DOM, no copies beyond the
+//! few values routing and policies need.
+//!
+//! What is read follows NTjP (`reference/ntjp-vp.md` §1.3): elements are matched by local
+//! name, the service contract is the namespace of the first child of `Body`, the logical
+//! address is the text of a header element `LogicalAddress` (RIV-TA 2.1) or `To` (2.0),
+//! taken as is, without trimming. Beyond NTjP we read the patient (`patientId` as
+//! `{id,type}` or `{root,extension}`), the requested period (`timePeriod`/`datePeriod`,
+//! with its byte span so a policy edit can rewrite it in place) and the source-system
+//! filter. The whole document is read, so a request that is not well-formed XML is
+//! refused before anything is forwarded. Document type declarations are refused outright:
+//! they are the door to entity-expansion attacks and no RIV-TA message carries one.
+
+use std::ops::Range;
+
+use quick_xml::escape::resolve_predefined_entity;
+use quick_xml::events::{BytesStart, Event};
+use quick_xml::name::ResolveResult;
+use quick_xml::NsReader;
+
+/// The SOAP 1.1 envelope namespace; RIV-TA uses SOAP 1.1 only.
+pub const SOAP11_NS: &str = "http://schemas.xmlsoap.org/soap/envelope/";
+const SOAP12_NS: &str = "http://www.w3.org/2003/05/soap-envelope";
+
+/// Which RIV-TA basic profile the addressing header says the call uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RivVersion {
+    /// `wsa:To` carries the logical address.
+    Rivtabp20,
+    /// `{urn:riv:itintegration:registry:1}LogicalAddress` carries it.
+    Rivtabp21,
+}
+
+/// A patient identifier as the request states it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PatientId {
+    /// The personnummer / samordningsnummer (`id` or `extension`).
+    pub id: String,
+    /// The identifier's OID (`type` or `root`), e.g. `1.2.752.129.2.1.3.1`.
+    pub kind: Option<String>,
+}
+
+/// The requested time filter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Period {
+    /// `timePeriod` or `datePeriod`: the name differs per contract.
+    pub element: String,
+    pub start: Option<String>,
+    pub end: Option<String>,
+    /// Byte range of the whole period element in the request body.
+    pub span: Range<usize>,
+}
+
+/// Everything the proxy learns from a request body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Call {
+    /// Namespace of the first child of `Body`: the service contract (TAK key).
+    pub contract: String,
+    /// Local name of the first child of `Body`, e.g. `GetCareDocumentation`.
+    pub operation: String,
+    /// The logical address exactly as written (NTjP does not trim it either).
+    pub logical_address: String,
+    pub riv_version: RivVersion,
+    pub patient: Option<PatientId>,
+    pub period: Option<Period>,
+    /// The source-system filter (`sourceSystemHSAid`, `sourceSystemHSAId` or `sourceSystemId/extension`).
+    pub source_system: Option<String>,
+}
+
+/// Why a request could not be inspected. Each maps to its own fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InspectError {
+    #[error("the request body is empty")]
+    Empty,
+    #[error("not well-formed XML at byte {position}: {message}")]
+    Malformed { position: u64, message: String },
+    #[error("document type declarations are not accepted")]
+    DocType,
+    #[error("entity reference &{0}; is not defined (only the XML predefined entities are accepted)")]
+    UndefinedEntity(String),
+    #[error("the root element is not a SOAP 1.1 Envelope (found {0})")]
+    NotSoap11(String),
+    #[error("the SOAP envelope has no Body")]
+    NoBody,
+    #[error("the SOAP Body is empty")]
+    EmptyBody,
+    #[error("the first element of the SOAP Body has no namespace, so the service contract is unknown")]
+    NoContract,
+    #[error("no logical address in the SOAP header (LogicalAddress or wsa:To)")]
+    NoLogicalAddress,
+}
+
+/// What an open element is, as far as inspection cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Frame {
+    Envelope,
+    Header,
+    Body,
+    Operation,
+    Patient,
+    Period,
+    SourceSystemIi,
+    Capture(Field),
+    Other,
+}
+
+/// A text value being collected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Field {
+    LogicalAddress(RivVersion),
+    PatientId,
+    PatientKind,
+    PeriodStart,
+    PeriodEnd,
+    SourceSystem,
+}
+
+#[derive(Default)]
+struct Found {
+    contract: Option<String>,
+    operation: Option<String>,
+    logical_address: Option<(String, RivVersion)>,
+    seen_body: bool,
+    patient_id: Option<String>,
+    patient_kind: Option<String>,
+    period_element: Option<String>,
+    period_start_offset: usize,
+    period: Option<Period>,
+    period_values: (Option<String>, Option<String>),
+    source_system: Option<String>,
+}
+
+/// Inspects a request body. Reads the whole document once.
+pub fn inspect(body: &[u8]) -> Result<Call, InspectError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(InspectError::Empty);
+    }
+    let mut reader = NsReader::from_reader(body);
+    let mut stack: Vec<Frame> = Vec::with_capacity(16);
+    let mut found = Found::default();
+    let mut text = String::new();
+
+    loop {
+        let offset = reader.buffer_position() as usize;
+        let (ns, event) = match reader.read_resolved_event() {
+            Ok(resolved) => resolved,
+            Err(e) => {
+                return Err(InspectError::Malformed {
+                    position: reader.error_position(),
+                    message: e.to_string(),
+                })
+            }
+        };
+        match event {
+            Event::Start(start) => {
+                let frame = classify(&stack, &ns, &start, &mut found, offset)?;
+                if matches!(frame, Frame::Capture(_)) {
+                    text.clear();
+                }
+                stack.push(frame);
+            }
+            Event::Empty(start) => {
+                let frame = classify(&stack, &ns, &start, &mut found, offset)?;
+                text.clear();
+                let end = reader.buffer_position() as usize;
+                close(frame, &mut found, &mut text, end);
+            }
+            Event::End(_) => {
+                let frame = stack.pop().unwrap_or(Frame::Other);
+                let end = reader.buffer_position() as usize;
+                close(frame, &mut found, &mut text, end);
+            }
+            Event::Text(t) if capturing(&stack) => {
+                let s = t.xml10_content().map_err(|e| malformed(&reader, e))?;
+                text.push_str(&s);
+            }
+            Event::CData(t) if capturing(&stack) => {
+                let s = t.decode().map_err(|e| malformed(&reader, e))?;
+                text.push_str(&s);
+            }
+            Event::GeneralRef(r) => {
+                let resolved = match r.resolve_char_ref() {
+                    Ok(Some(c)) => c.to_string(),
+                    Ok(None) => {
+                        let name = r.decode().map_err(|e| malformed(&reader, e))?;
+                        match resolve_predefined_entity(&name) {
+                            Some(s) => s.to_owned(),
+                            None => return Err(InspectError::UndefinedEntity(name.into_owned())),
+                        }
+                    }
+                    Err(e) => return Err(malformed(&reader, e)),
+                };
+                if capturing(&stack) {
+                    text.push_str(&resolved);
+                }
+            }
+            Event::DocType(_) => return Err(InspectError::DocType),
+            Event::Eof => {
+                if !stack.is_empty() {
+                    return Err(InspectError::Malformed {
+                        position: reader.buffer_position(),
+                        message: "the document ends before its elements are closed".into(),
+                    });
+                }
+                break;
+            }
+            _ => {}
+        }
+    }
+
+    if !found.seen_body {
+        return Err(InspectError::NoBody);
+    }
+    let operation = found.operation.ok_or(InspectError::EmptyBody)?;
+    let contract = found.contract.ok_or(InspectError::NoContract)?;
+    let (logical_address, riv_version) = found
+        .logical_address
+        .ok_or(InspectError::NoLogicalAddress)?;
+    let patient = found.patient_id.map(|id| PatientId {
+        id,
+        kind: found.patient_kind,
+    });
+    Ok(Call {
+        contract,
+        operation,
+        logical_address,
+        riv_version,
+        patient,
+        period: found.period,
+        source_system: found.source_system,
+    })
+}
+
+fn malformed<E: std::fmt::Display>(reader: &NsReader<&[u8]>, e: E) -> InspectError {
+    InspectError::Malformed {
+        position: reader.buffer_position(),
+        message: e.to_string(),
+    }
+}
+
+fn capturing(stack: &[Frame]) -> bool {
+    matches!(stack.last(), Some(Frame::Capture(_)))
+}
+
+/// Decides what a newly opened element is from its parent and local name.
+fn classify(
+    stack: &[Frame],
+    ns: &ResolveResult<'_>,
+    start: &BytesStart<'_>,
+    found: &mut Found,
+    offset: usize,
+) -> Result<Frame, InspectError> {
+    let local = start.local_name();
+    let local = local.as_ref();
+    let parent = stack.last().copied();
+    let frame = match parent {
+        None => {
+            let namespace = namespace_of(ns);
+            if local != b"Envelope" || namespace.as_deref() != Some(SOAP11_NS) {
+                let what = if namespace.as_deref() == Some(SOAP12_NS) {
+                    "a SOAP 1.2 Envelope".to_owned()
+                } else {
+                    format!("<{}>", String::from_utf8_lossy(local))
+                };
+                return Err(InspectError::NotSoap11(what));
+            }
+            Frame::Envelope
+        }
+        Some(Frame::Envelope) => match local {
+            b"Header" => Frame::Header,
+            b"Body" => {
+                found.seen_body = true;
+                Frame::Body
+            }
+            _ => Frame::Other,
+        },
+        // NTjP matches the addressing element by local name anywhere under Header.
+        Some(Frame::Header) | Some(Frame::Other) if in_header(stack) => match local {
+            b"LogicalAddress" => Frame::Capture(Field::LogicalAddress(RivVersion::Rivtabp21)),
+            b"To" => Frame::Capture(Field::LogicalAddress(RivVersion::Rivtabp20)),
+            _ => Frame::Other,
+        },
+        Some(Frame::Body) if found.operation.is_none() => {
+            found.operation = Some(String::from_utf8_lossy(local).into_owned());
+            found.contract = namespace_of(ns);
+            Frame::Operation
+        }
+        Some(Frame::Operation) => match local {
+            b"patientId" => Frame::Patient,
+            b"timePeriod" | b"datePeriod" if found.period.is_none() => {
+                found.period_element = Some(String::from_utf8_lossy(local).into_owned());
+                found.period_start_offset = offset;
+                found.period_values = (None, None);
+                Frame::Period
+            }
+            b"sourceSystemHSAid" | b"sourceSystemHSAId" => Frame::Capture(Field::SourceSystem),
+            b"sourceSystemId" => Frame::SourceSystemIi,
+            _ => Frame::Other,
+        },
+        Some(Frame::Patient) => match local {
+            b"id" | b"extension" => Frame::Capture(Field::PatientId),
+            b"type" | b"root" => Frame::Capture(Field::PatientKind),
+            _ => Frame::Other,
+        },
+        Some(Frame::Period) => match local {
+            b"start" => Frame::Capture(Field::PeriodStart),
+            b"end" => Frame::Capture(Field::PeriodEnd),
+            _ => Frame::Other,
+        },
+        Some(Frame::SourceSystemIi) => match local {
+            b"extension" => Frame::Capture(Field::SourceSystem),
+            _ => Frame::Other,
+        },
+        _ => Frame::Other,
+    };
+    Ok(frame)
+}
+
+fn in_header(stack: &[Frame]) -> bool {
+    stack.get(1) == Some(&Frame::Header)
+}
+
+fn namespace_of(ns: &ResolveResult<'_>) -> Option<String> {
+    match ns {
+        ResolveResult::Bound(n) => Some(String::from_utf8_lossy(n.as_ref()).into_owned()),
+        _ => None,
+    }
+}
+
+/// Takes the collected text when an element closes.
+fn close(frame: Frame, found: &mut Found, text: &mut String, end: usize) {
+    match frame {
+        Frame::Capture(field) => {
+            let value = std::mem::take(text);
+            match field {
+                Field::LogicalAddress(version) => {
+                    // Like NTjP: whitespace-only counts as missing, anything else is kept as is.
+                    found.logical_address = if value.trim().is_empty() {
+                        None
+                    } else {
+                        Some((value, version))
+                    };
+                }
+                Field::PatientId => found.patient_id = Some(value.trim().to_owned()),
+                Field::PatientKind => found.patient_kind = Some(value.trim().to_owned()),
+                Field::PeriodStart => found.period_values.0 = Some(value.trim().to_owned()),
+                Field::PeriodEnd => found.period_values.1 = Some(value.trim().to_owned()),
+                Field::SourceSystem => found.source_system = Some(value.trim().to_owned()),
+            }
+        }
+        Frame::Period => {
+            if let Some(element) = found.period_element.take() {
+                let (start, end_value) = std::mem::take(&mut found.period_values);
+                found.period = Some(Period {
+                    element,
+                    start,
+                    end: end_value,
+                    span: found.period_start_offset..end,
+                });
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CD2: &str = r#"<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:urn="urn:riv:itintegration:registry:1" xmlns:urn1="urn:riv:clinicalprocess:healthcond:description:GetCareDocumentationResponder:2" xmlns:urn2="urn:riv:clinicalprocess:healthcond:description:2">
+   <soapenv:Header><urn:LogicalAddress>SE2321000016-7P3S</urn:LogicalAddress></soapenv:Header>
+   <soapenv:Body>
+      <urn1:GetCareDocumentation>
+         <urn1:patientId><urn2:id>191212121212</urn2:id><urn2:type>1.2.752.129.2.1.3.1</urn2:type></urn1:patientId>
+         <urn1:timePeriod><urn2:start>20200101</urn2:start><urn2:end>20241231</urn2:end></urn1:timePeriod>
+         <urn1:sourceSystemHSAid>SE2321000016-A1B2</urn1:sourceSystemHSAid>
+      </urn1:GetCareDocumentation>
+   </soapenv:Body>
+</soapenv:Envelope>"#;
+
+    #[test]
+    fn reads_contract_address_patient_period_and_source() {
+        let call = inspect(CD2.as_bytes()).unwrap();
+        assert_eq!(
+            call.contract,
+            "urn:riv:clinicalprocess:healthcond:description:GetCareDocumentationResponder:2"
+        );
+        assert_eq!(call.operation, "GetCareDocumentation");
+        assert_eq!(call.logical_address, "SE2321000016-7P3S");
+        assert_eq!(call.riv_version, RivVersion::Rivtabp21);
+        let patient = call.patient.unwrap();
+        assert_eq!(patient.id, "191212121212");
+        assert_eq!(patient.kind.as_deref(), Some("1.2.752.129.2.1.3.1"));
+        let period = call.period.unwrap();
+        assert_eq!(period.element, "timePeriod");
+        assert_eq!(period.start.as_deref(), Some("20200101"));
+        assert_eq!(period.end.as_deref(), Some("20241231"));
+        let text = &CD2[period.span.clone()];
+        assert!(text.starts_with("<urn1:timePeriod>") && text.ends_with("</urn1:timePeriod>"));
+        assert_eq!(call.source_system.as_deref(), Some("SE2321000016-A1B2"));
+    }
+
+    #[test]
+    fn reads_root_extension_patients_and_date_periods() {
+        let xml = r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Header><LogicalAddress xmlns="urn:riv:itintegration:registry:1">LA</LogicalAddress></s:Header><s:Body><GetLaboratoryOrderOutcome xmlns="urn:riv:clinicalprocess:healthcond:actoutcome:GetLaboratoryOrderOutcomeResponder:4" xmlns:c="urn:riv:clinicalprocess:healthcond:actoutcome:4"><patientId><c:root>1.2.752.129.2.1.3.1</c:root><c:extension>191212121212</c:extension></patientId><datePeriod><c:start>20200101</c:start></datePeriod><sourceSystemId><c:root>1.2.752.129.2.1.4.1</c:root><c:extension>SE1</c:extension></sourceSystemId></GetLaboratoryOrderOutcome></s:Body></s:Envelope>"#;
+        let call = inspect(xml.as_bytes()).unwrap();
+        assert_eq!(call.patient.unwrap().id, "191212121212");
+        let period = call.period.unwrap();
+        assert_eq!(period.element, "datePeriod");
+        assert_eq!(period.start.as_deref(), Some("20200101"));
+        assert_eq!(period.end, None);
+        assert_eq!(call.source_system.as_deref(), Some("SE1"));
+    }
+
+    #[test]
+    fn rivtabp20_uses_wsa_to() {
+        let xml = r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/" xmlns:wsa="http://www.w3.org/2005/08/addressing"><soap:Header><wsa:To>SE123</wsa:To></soap:Header><soap:Body><x:Op xmlns:x="urn:x:1"/></soap:Body></soap:Envelope>"#;
+        let call = inspect(xml.as_bytes()).unwrap();
+        assert_eq!(call.riv_version, RivVersion::Rivtabp20);
+        assert_eq!(call.logical_address, "SE123");
+        assert_eq!(call.operation, "Op");
+    }
+
+    #[test]
+    fn logical_address_keeps_whitespace_and_resolves_entities() {
+        let xml = r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Header><a:LogicalAddress xmlns:a="urn:riv:itintegration:registry:1"> A&amp;B&#65;</a:LogicalAddress></soap:Header><soap:Body><x:Op xmlns:x="urn:x:1"/></soap:Body></soap:Envelope>"#;
+        assert_eq!(inspect(xml.as_bytes()).unwrap().logical_address, " A&BA");
+    }
+
+    #[test]
+    fn refuses_doctype_and_unknown_entities() {
+        let dtd = r#"<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaa">]><soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"/>"#;
+        assert_eq!(inspect(dtd.as_bytes()), Err(InspectError::DocType));
+        let entity = r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Header><a:LogicalAddress xmlns:a="urn:riv:itintegration:registry:1">&boom;</a:LogicalAddress></soap:Header></soap:Envelope>"#;
+        assert_eq!(
+            inspect(entity.as_bytes()),
+            Err(InspectError::UndefinedEntity("boom".into()))
+        );
+    }
+
+    #[test]
+    fn each_structural_problem_has_its_own_error() {
+        assert_eq!(inspect(b"  "), Err(InspectError::Empty));
+        assert!(matches!(
+            inspect(b"<soap:Envelope xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\"><soap:Body>"),
+            Err(InspectError::Malformed { .. })
+        ));
+        assert!(matches!(
+            inspect(b"<a><b></a>"),
+            Err(InspectError::NotSoap11(_))
+        ));
+        let soap12 = r#"<e:Envelope xmlns:e="http://www.w3.org/2003/05/soap-envelope"/>"#;
+        assert_eq!(
+            inspect(soap12.as_bytes()),
+            Err(InspectError::NotSoap11("a SOAP 1.2 Envelope".into()))
+        );
+        let no_body = r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Header/></soap:Envelope>"#;
+        assert_eq!(inspect(no_body.as_bytes()), Err(InspectError::NoBody));
+        let empty_body = r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body/></soap:Envelope>"#;
+        assert_eq!(inspect(empty_body.as_bytes()), Err(InspectError::EmptyBody));
+        let no_ns = r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><Op/></soap:Body></soap:Envelope>"#;
+        assert_eq!(inspect(no_ns.as_bytes()), Err(InspectError::NoContract));
+        let no_la = r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Header><a:LogicalAddress xmlns:a="urn:riv:itintegration:registry:1">  </a:LogicalAddress></soap:Header><soap:Body><x:Op xmlns:x="urn:x"/></soap:Body></soap:Envelope>"#;
+        assert_eq!(inspect(no_la.as_bytes()), Err(InspectError::NoLogicalAddress));
+    }
+}

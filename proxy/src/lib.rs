@@ -1,0 +1,17 @@
+//! rtp-proxy: a regional RIV-TA proxy in front of Sweden's national service platform NTjP.
+//!
+//! A call flows listener → [`inspect`] → [`routing`] → [`relay`] → upstream, and the answer
+//! back the same way. See the repository README for the tour.
+
+pub mod config;
+pub mod demo;
+pub mod fault;
+pub mod headers;
+pub mod identity;
+pub mod inspect;
+pub mod pki;
+pub mod relay;
+pub mod routing;
+pub mod server;
+pub mod tls;
+pub mod upstream;

@@ -1,0 +1,358 @@
+//! The path of one call: identity, header rules, inspection, routing, relay, response.
+//! Each step that refuses the call answers with a RIV-TA fault and the upstream is never
+//! called. The order follows NTjP (`reference/ntjp-vp.md` §3.7) so callers get the same
+//! error for the same input.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::{Body, Incoming};
+use ipnet::IpNet;
+use tracing::{info, warn};
+
+use crate::config::{millis, parse_source, Config};
+use crate::fault::{Fault, FaultCode};
+use crate::headers::{self, ForwardedIdentity};
+use crate::inspect::{inspect, InspectError, SOAP11_NS};
+use crate::routing::Router;
+use crate::upstream::{BoxError, IdleTimeoutBody, RelayError, Upstream};
+
+pub type ResponseBody = BoxBody<Bytes, BoxError>;
+
+/// Who is calling, as established by the listener the call came in on.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    /// Mutual TLS: the HSA-id from the verified client certificate, or why there is none.
+    Tls { sender: Result<String, String> },
+    /// Plain HTTP from this source address.
+    Plain { peer: SocketAddr },
+}
+
+/// Request limits applied before a body is inspected.
+#[derive(Debug, Clone)]
+struct Limits {
+    max_request_bytes: u64,
+    body_read_timeout: Duration,
+}
+
+/// The proxy's request handler: everything a call needs, built once from the config.
+#[derive(Debug)]
+pub struct Relay {
+    instance_id: String,
+    limits: Limits,
+    osc_trusted: Vec<String>,
+    plain_allowed: Vec<IpNet>,
+    router: Router,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("upstream {name}: {source}")]
+    Upstream {
+        name: String,
+        source: crate::tls::TlsError,
+    },
+}
+
+impl Relay {
+    pub fn new(config: &Config) -> Result<Relay, BuildError> {
+        let upstreams = config
+            .upstreams
+            .iter()
+            .map(|u| {
+                Upstream::new(u, config).map(Arc::new).map_err(|source| BuildError::Upstream {
+                    name: u.name.clone(),
+                    source,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Relay {
+            instance_id: config.proxy.instance_id.clone(),
+            limits: Limits {
+                max_request_bytes: config.proxy.max_request_bytes,
+                body_read_timeout: millis(config.proxy.body_read_timeout_ms),
+            },
+            osc_trusted: config.headers.osc_trusted_senders.clone(),
+            plain_allowed: config
+                .http
+                .iter()
+                .flat_map(|h| h.allowed_sources.iter())
+                .filter_map(|s| parse_source(s))
+                .collect(),
+            router: Router::new(config, &upstreams),
+        })
+    }
+
+    /// Handles one call; never fails: every problem becomes a fault response.
+    pub async fn handle(&self, request: Request<Incoming>, caller: &Caller) -> Response<ResponseBody> {
+        let correlation_id = headers::correlation_id(request.headers());
+        match self.relay(request, caller, &correlation_id).await {
+            Ok(response) => response,
+            Err(fault) => {
+                info!(
+                    correlation_id = %correlation_id,
+                    code = %fault.code,
+                    detail = %fault.detail,
+                    "call refused"
+                );
+                self.fault_response(&fault, &correlation_id)
+            }
+        }
+    }
+
+    /// A fault as NTjP sends it: HTTP 500, SOAP 1.1, the correlation id returned.
+    pub fn fault_response(&self, fault: &Fault, correlation_id: &str) -> Response<ResponseBody> {
+        let body = fault.to_soap(&self.instance_id);
+        let mut response = Response::new(full(body));
+        *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+        let h = response.headers_mut();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/xml; charset=UTF-8"));
+        headers::set(h, headers::CORRELATION_ID, correlation_id);
+        response
+    }
+
+    async fn relay(
+        &self,
+        request: Request<Incoming>,
+        caller: &Caller,
+        correlation_id: &str,
+    ) -> Result<Response<ResponseBody>, Fault> {
+        let sender = self.sender(caller, request.headers())?;
+        let routing_history =
+            headers::routing_history(request.headers(), &sender, &self.instance_id)?;
+        if request.method() != Method::POST {
+            return Err(Fault::new(
+                FaultCode::Rtp003,
+                format!("{} is not accepted; RIV-TA calls are SOAP POSTs", request.method()),
+            ));
+        }
+        check_content_type(request.headers())?;
+
+        let (parts, body) = request.into_parts();
+        let body = self.read_body(body).await?;
+        let call = inspect(&body).map_err(inspect_fault)?;
+
+        let original_consumer = headers::original_consumer(&parts.headers, &sender, |s| {
+            self.osc_trusted.iter().any(|t| t.eq_ignore_ascii_case(s))
+        })?;
+        let route = self
+            .router
+            .find(&call.contract, &call.logical_address, &sender)
+            .ok_or_else(|| {
+                let whitespace = if call.logical_address.trim() != call.logical_address {
+                    ". Whitespace detected in incoming request!"
+                } else {
+                    ""
+                };
+                Fault::new(
+                    FaultCode::Vp004,
+                    format!(
+                        "No route for serviceNamespace: {}, receiverId: {}{whitespace}",
+                        call.contract, call.logical_address
+                    ),
+                )
+            })?;
+
+        let upstream = &route.upstream;
+        let identity = ForwardedIdentity {
+            correlation_id: correlation_id.to_owned(),
+            original_consumer,
+            routing_history,
+            vp_sender_id: upstream.vp_sender_id.clone(),
+        };
+        let out_headers = headers::upstream_request_headers(&parts.headers, &identity);
+        let path = route
+            .path
+            .as_deref()
+            .or_else(|| parts.uri.path_and_query().map(|pq| pq.as_str()))
+            .unwrap_or("/");
+        let uri = upstream.uri_for(path).map_err(relay_fault)?;
+
+        let started = Instant::now();
+        let response = upstream
+            .send(uri, out_headers, body, route.response_timeout)
+            .await
+            .map_err(relay_fault)?;
+        let prt = started.elapsed().as_millis();
+        info!(
+            correlation_id = %correlation_id,
+            sender = %sender,
+            contract = %call.contract,
+            logical_address = %call.logical_address,
+            route = %route.name,
+            status = response.status().as_u16(),
+            upstream_ms = prt as u64,
+            "call relayed"
+        );
+        self.response(response, upstream, correlation_id, prt).await
+    }
+
+    /// The caller's HSA-id, from its certificate or, on the plain listener from an
+    /// allowed source, from `x-vp-sender-id` (as NTjP does for internal calls).
+    fn sender(&self, caller: &Caller, headers: &HeaderMap) -> Result<String, Fault> {
+        match caller {
+            Caller::Tls { sender } => sender
+                .clone()
+                .map_err(|why| Fault::new(FaultCode::Vp002, why)),
+            Caller::Plain { peer } => {
+                let ip = peer.ip();
+                if !self.plain_allowed.iter().any(|net| net.contains(&ip)) {
+                    return Err(Fault::new(
+                        FaultCode::Vp011,
+                        format!("source address {ip} is not allowed on the plain-HTTP listener"),
+                    ));
+                }
+                headers
+                    .get(headers::VP_SENDER_ID)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::trim)
+                    .filter(|v| !v.is_empty())
+                    .map(str::to_owned)
+                    .ok_or_else(|| {
+                        Fault::new(
+                            FaultCode::Vp002,
+                            "no x-vp-sender-id header on a plain-HTTP call",
+                        )
+                    })
+            }
+        }
+    }
+
+    async fn read_body(&self, body: Incoming) -> Result<Bytes, Fault> {
+        let limit = self.limits.max_request_bytes;
+        let too_large = || {
+            Fault::new(
+                FaultCode::Rtp001,
+                format!("the request body exceeds the limit of {limit} bytes"),
+            )
+        };
+        // Refuse early when the declared length is already over the limit.
+        if body.size_hint().lower() > limit {
+            return Err(too_large());
+        }
+        let limited = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX));
+        match tokio::time::timeout(self.limits.body_read_timeout, limited.collect()).await {
+            Err(_) => Err(Fault::new(
+                FaultCode::Rtp004,
+                format!(
+                    "the request body was not received within {:?}",
+                    self.limits.body_read_timeout
+                ),
+            )),
+            Ok(Err(e)) if e.is::<LengthLimitError>() => Err(too_large()),
+            Ok(Err(e)) => Err(Fault::new(
+                FaultCode::Vp015,
+                format!("the request body could not be read: {e}"),
+            )),
+            Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        }
+    }
+
+    /// Producer answers per NTjP's matrix (`reference/ntjp-vp.md` §3.10): 2xx streams
+    /// through untouched; a SOAP fault passes with its status; anything else is VP009.
+    async fn response(
+        &self,
+        response: Response<Incoming>,
+        upstream: &Upstream,
+        correlation_id: &str,
+        prt_ms: u128,
+    ) -> Result<Response<ResponseBody>, Fault> {
+        let (mut parts, body) = response.into_parts();
+        headers::downstream_response_headers(&mut parts.headers, correlation_id, prt_ms);
+        if parts.status.is_success() {
+            if body.is_end_stream() || body.size_hint().upper() == Some(0) {
+                return Err(Fault::new(
+                    FaultCode::Vp009,
+                    format!(
+                        "upstream {} answered status {} with an empty body",
+                        upstream.name,
+                        parts.status.as_u16()
+                    ),
+                ));
+            }
+            let streamed = IdleTimeoutBody::new(body, upstream.body_idle_timeout);
+            return Ok(Response::from_parts(parts, BoxBody::new(streamed)));
+        }
+        // Error answers are small; read them (bounded) to see whether they are SOAP faults.
+        let limited = Limited::new(body, usize::try_from(self.limits.max_request_bytes).unwrap_or(usize::MAX));
+        let read = tokio::time::timeout(upstream.body_idle_timeout, limited.collect()).await;
+        let bytes = match read {
+            Ok(Ok(collected)) => collected.to_bytes(),
+            Ok(Err(e)) => {
+                return Err(Fault::new(
+                    FaultCode::Vp009,
+                    format!("reading the error answer of upstream {} failed: {e}", upstream.name),
+                ))
+            }
+            Err(_) => {
+                return Err(Fault::new(
+                    FaultCode::Vp009,
+                    format!("upstream {} did not finish its error answer in time", upstream.name),
+                ))
+            }
+        };
+        if is_soap_fault(&bytes) {
+            warn!(correlation_id = %correlation_id, status = parts.status.as_u16(), "producer fault passed through");
+            parts.headers.remove(header::CONTENT_LENGTH);
+            return Ok(Response::from_parts(parts, full(bytes)));
+        }
+        Err(Fault::new(
+            FaultCode::Vp009,
+            format!(
+                "upstream {} answered HTTP status {} without a SOAP fault. VP_PRODUCER_EXCEPTION_HTTP_STATUS={}",
+                upstream.name,
+                parts.status.as_u16(),
+                parts.status.as_u16()
+            ),
+        ))
+    }
+}
+
+fn full(bytes: Bytes) -> ResponseBody {
+    BoxBody::new(Full::new(bytes).map_err(|never| match never {}))
+}
+
+fn is_soap_fault(body: &[u8]) -> bool {
+    let contains = |needle: &[u8]| body.windows(needle.len()).any(|w| w == needle);
+    contains(SOAP11_NS.as_bytes()) && contains(b"Fault")
+}
+
+/// SOAP 1.1 is `text/xml`; SOAP 1.2 (`application/soap+xml`) and anything else is refused.
+fn check_content_type(headers: &HeaderMap) -> Result<(), Fault> {
+    let value = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let media_type = value.split(';').next().unwrap_or("").trim();
+    if media_type.eq_ignore_ascii_case("text/xml") {
+        Ok(())
+    } else {
+        let shown = if media_type.is_empty() { "none" } else { media_type };
+        Err(Fault::new(
+            FaultCode::Rtp002,
+            format!("content type {shown}; RIV-TA SOAP 1.1 requires text/xml"),
+        ))
+    }
+}
+
+fn inspect_fault(e: InspectError) -> Fault {
+    let code = match e {
+        InspectError::NoLogicalAddress => FaultCode::Vp003,
+        _ => FaultCode::Vp015,
+    };
+    Fault::new(code, e.to_string())
+}
+
+fn relay_fault(e: RelayError) -> Fault {
+    let detail = match &e {
+        RelayError::Timeout { .. } => format!("Timeout when waiting on response from producer: {e}"),
+        _ => e.to_string(),
+    };
+    Fault::new(FaultCode::Vp009, detail)
+}

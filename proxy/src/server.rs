@@ -1,0 +1,239 @@
+//! Listeners: the mutual-TLS one consumers use and the plain-HTTP one for development and
+//! trusted internal callers. Each connection is served by hyper's HTTP/1.1 with keep-alive
+//! and a header read timeout; shutdown stops accepting and lets calls in flight finish.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+use tracing::{debug, info, warn};
+
+use crate::config::{millis, Config};
+use crate::identity::SenderIdAttribute;
+use crate::relay::{Caller, Relay};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Build(#[from] crate::relay::BuildError),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("https.sender_id_attribute is not a usable attribute")]
+    SenderAttribute,
+}
+
+/// A started proxy: where it listens and how to stop it.
+pub struct RunningProxy {
+    pub https_addr: Option<SocketAddr>,
+    pub http_addr: Option<SocketAddr>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl RunningProxy {
+    /// Stops accepting, waits for calls in flight (up to the configured grace), returns.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+
+    /// Waits until the listeners stop (they stop only on shutdown).
+    pub async fn wait(&mut self) {
+        for task in &mut self.tasks {
+            let _ = task.await;
+        }
+    }
+
+    /// A handle that triggers the shutdown from elsewhere (a signal handler).
+    pub fn shutdown_trigger(&self) -> watch::Sender<bool> {
+        self.shutdown.clone()
+    }
+}
+
+/// Connection-level settings shared by both listeners.
+#[derive(Clone)]
+struct Serving {
+    relay: Arc<Relay>,
+    header_read_timeout: Duration,
+    grace: Duration,
+}
+
+/// Binds the configured listeners and starts serving.
+pub async fn start(config: &Config) -> Result<RunningProxy, StartError> {
+    let relay = Arc::new(Relay::new(config)?);
+    let serving = Serving {
+        relay,
+        header_read_timeout: millis(config.proxy.header_read_timeout_ms),
+        grace: millis(config.proxy.shutdown_grace_ms),
+    };
+    let (shutdown, _) = watch::channel(false);
+    let mut tasks = Vec::new();
+    let mut https_addr = None;
+    let mut http_addr = None;
+
+    if let Some(https) = &config.https {
+        let tls = crate::tls::server_config(
+            &config.resolve(&https.cert),
+            &config.resolve(&https.key),
+            &config.resolve(&https.client_ca),
+        )?;
+        let attribute =
+            SenderIdAttribute::parse(&https.sender_id_attribute).ok_or(StartError::SenderAttribute)?;
+        let listener = bind(https.listen).await?;
+        https_addr = listener.local_addr().ok();
+        let accept = TlsAccept {
+            acceptor: TlsAcceptor::from(Arc::new(tls)),
+            attribute: Arc::new(attribute),
+            handshake_timeout: millis(config.proxy.tls_handshake_timeout_ms),
+        };
+        info!(addr = ?https_addr, "mutual-TLS listener ready");
+        tasks.push(tokio::spawn(accept_loop(
+            listener,
+            serving.clone(),
+            Some(accept),
+            shutdown.subscribe(),
+        )));
+    }
+    if let Some(http) = &config.http {
+        let listener = bind(http.listen).await?;
+        http_addr = listener.local_addr().ok();
+        info!(addr = ?http_addr, "plain-HTTP listener ready (development and trusted internal callers)");
+        tasks.push(tokio::spawn(accept_loop(
+            listener,
+            serving.clone(),
+            None,
+            shutdown.subscribe(),
+        )));
+    }
+    Ok(RunningProxy {
+        https_addr,
+        http_addr,
+        shutdown,
+        tasks,
+    })
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { addr, source })
+}
+
+#[derive(Clone)]
+struct TlsAccept {
+    acceptor: TlsAcceptor,
+    attribute: Arc<SenderIdAttribute>,
+    handshake_timeout: Duration,
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    serving: Serving,
+    tls: Option<TlsAccept>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let graceful = GracefulShutdown::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    let serving = serving.clone();
+                    let tls = tls.clone();
+                    let watcher = graceful.watcher();
+                    tokio::spawn(async move {
+                        serve_connection(stream, peer, serving, tls, watcher).await;
+                    });
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = shutdown.changed() => break,
+        }
+    }
+    drop(listener);
+    if tokio::time::timeout(serving.grace, graceful.shutdown()).await.is_err() {
+        warn!(grace = ?serving.grace, "calls still in flight at the end of the shutdown grace period");
+    }
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    serving: Serving,
+    tls: Option<TlsAccept>,
+    watcher: hyper_util::server::graceful::Watcher,
+) {
+    match tls {
+        None => {
+            let caller = Caller::Plain { peer };
+            serve(TokioIo::new(stream), caller, &serving, watcher).await
+        }
+        Some(tls) => {
+            let handshake = tokio::time::timeout(tls.handshake_timeout, tls.acceptor.accept(stream));
+            let stream = match handshake.await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(e)) => {
+                    debug!(%peer, error = %e, "TLS handshake refused");
+                    return;
+                }
+                Err(_) => {
+                    debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+            // The certificate was verified in the handshake; read its HSA-id once per connection.
+            let sender = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|certs| certs.first())
+                .ok_or_else(|| "no client certificate".to_owned())
+                .and_then(|cert| tls.attribute.sender_id(cert).map_err(|e| e.to_string()));
+            serve(TokioIo::new(stream), Caller::Tls { sender }, &serving, watcher).await
+        }
+    }
+}
+
+async fn serve<I>(
+    io: TokioIo<I>,
+    caller: Caller,
+    serving: &Serving,
+    watcher: hyper_util::server::graceful::Watcher,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let caller = Arc::new(caller);
+    let relay = serving.relay.clone();
+    let service = service_fn(move |request| {
+        let relay = relay.clone();
+        let caller = caller.clone();
+        async move { Ok::<_, std::convert::Infallible>(relay.handle(request, &caller).await) }
+    });
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(serving.header_read_timeout)
+        .keep_alive(true)
+        .serve_connection(io, service);
+    if let Err(e) = watcher.watch(connection).await {
+        debug!(error = %e, "connection ended with an error");
+    }
+}
