@@ -78,12 +78,12 @@ pub fn client_config(ca: &Path, identity: Option<(&Path, &Path)>) -> Result<Clie
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Config(e.to_string()))?
         .with_root_certificates(load_roots(ca)?);
-    let mut config = match identity {
+    // No ALPN here: hyper-rustls sets it itself (and refuses a config that has it).
+    let config = match identity {
         Some((cert, key)) => builder
             .with_client_auth_cert(load_certs(cert)?, load_key(key)?)
             .map_err(|e| file_error(key, format!("does not match the certificate: {e}")))?,
         None => builder.with_no_client_auth(),
     };
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
 }

@@ -1,1 +1,341 @@
+//! Test harness for end-to-end tests: a generated PKI, the NTjP simulator and the proxy
+//! started in-process on 127.0.0.1 (port 0), a static producer for byte-exact checks, and
+//! HTTP clients over real TLS. Everything listens on loopback and every wait is bounded.
 
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use rtp_proxy::config::Config;
+use rtp_proxy::pki::TestCa;
+use rtp_proxy::server::RunningProxy;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsConnector;
+
+/// HSA-ids used across the tests.
+pub mod ids {
+    pub const PROXY: &str = "SE2321000016-RTP1";
+    pub const CONSUMER: &str = "SE2321000016-A12B";
+    pub const AGGREGATOR: &str = "SE2321000016-AGP1";
+    pub const PATIENT: &str = "191212121212";
+}
+
+/// The contract of sample 01.
+pub const CD2: &str = "urn:riv:clinicalprocess:healthcond:description:GetCareDocumentationResponder:2";
+
+/// A generated PKI written to a temporary directory.
+pub struct Pki {
+    pub dir: tempfile::TempDir,
+}
+
+impl Pki {
+    pub fn generate() -> Pki {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let ca = TestCa::new("test CA").expect("CA");
+        std::fs::write(dir.path().join("ca.crt"), ca.cert_pem()).expect("write CA");
+        let loopback = ["localhost", "127.0.0.1"];
+        ca.server(ids::PROXY, &loopback).unwrap().write(dir.path(), "proxy").unwrap();
+        ca.server("SE2321000016-NTJP", &loopback).unwrap().write(dir.path(), "ntjp").unwrap();
+        ca.client("journal", Some(ids::CONSUMER)).unwrap().write(dir.path(), "consumer").unwrap();
+        ca.client("aggregator", Some(ids::AGGREGATOR)).unwrap().write(dir.path(), "aggregator").unwrap();
+        ca.client("no hsa-id", None).unwrap().write(dir.path(), "anonymous").unwrap();
+        let rogue = TestCa::new("rogue CA").unwrap();
+        rogue.client("rogue", Some(ids::CONSUMER)).unwrap().write(dir.path(), "rogue").unwrap();
+        Pki { dir }
+    }
+
+    pub fn path(&self, file: &str) -> PathBuf {
+        self.dir.path().join(file)
+    }
+
+    /// A TLS client trusting the test CA, presenting `<stem>.crt/.key` if given.
+    pub fn client(&self, stem: Option<&str>) -> TlsConnector {
+        let cert = stem.map(|s| (self.path(&format!("{s}.crt")), self.path(&format!("{s}.key"))));
+        let identity = cert.as_ref().map(|(c, k)| (c.as_path(), k.as_path()));
+        let config = rtp_proxy::tls::client_config(&self.path("ca.crt"), identity).expect("client config");
+        TlsConnector::from(Arc::new(config))
+    }
+}
+
+/// The directory of the shared sample messages.
+pub fn samples_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/samples")
+}
+
+/// A sample file, with the SoapUI placeholders for the patient filled in.
+pub fn sample(name: &str) -> Vec<u8> {
+    let path = samples_dir().join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    text.replace("${patientId}", ids::PATIENT)
+        .replace("${patientid}", ids::PATIENT)
+        .into_bytes()
+}
+
+/// A reply as the test client saw it.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The fault code token at the start of `faultstring`, if this is a fault.
+    pub fn fault_code(&self) -> Option<String> {
+        let text = self.text();
+        let start = text.find("<faultstring>")? + "<faultstring>".len();
+        text[start..].split_whitespace().next().map(str::to_owned)
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// A request to send.
+pub struct Call<'a> {
+    pub path: &'a str,
+    pub content_type: &'a str,
+    pub headers: Vec<(&'a str, String)>,
+    pub body: Vec<u8>,
+}
+
+impl<'a> Call<'a> {
+    pub fn soap(body: Vec<u8>) -> Self {
+        Call {
+            path: "/vp/clinicalprocess/healthcond/description/GetCareDocumentation/2/rivtabp21",
+            content_type: "text/xml; charset=UTF-8",
+            headers: Vec::new(),
+            body,
+        }
+    }
+
+    pub fn header(mut self, name: &'a str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    fn request(self, host: SocketAddr) -> Request<Full<Bytes>> {
+        let mut builder = Request::post(self.path)
+            .header("host", host.to_string())
+            .header("content-type", self.content_type);
+        for (name, value) in self.headers {
+            builder = builder.header(name, value);
+        }
+        builder.body(Full::new(Bytes::from(self.body))).expect("request")
+    }
+}
+
+const CALL_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Sends one call over mutual TLS on a fresh connection.
+pub async fn post_tls(addr: SocketAddr, tls: &TlsConnector, call: Call<'_>) -> anyhow::Result<Reply> {
+    tokio::time::timeout(CALL_TIMEOUT, async {
+        let tcp = TcpStream::connect(addr).await?;
+        let name = rustls_pki_types::ServerName::try_from("127.0.0.1")?;
+        let stream = tls.connect(name, tcp).await?;
+        exchange(TokioIo::new(stream), call.request(addr)).await
+    })
+    .await?
+}
+
+/// Sends one call over plain HTTP on a fresh connection.
+pub async fn post_plain(addr: SocketAddr, call: Call<'_>) -> anyhow::Result<Reply> {
+    tokio::time::timeout(CALL_TIMEOUT, async {
+        let tcp = TcpStream::connect(addr).await?;
+        exchange(TokioIo::new(tcp), call.request(addr)).await
+    })
+    .await?
+}
+
+async fn exchange<I>(io: TokioIo<I>, request: Request<Full<Bytes>>) -> anyhow::Result<Reply>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(io).await?;
+    let driver = tokio::spawn(connection);
+    let response = sender.send_request(request).await?;
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await?.to_bytes();
+    driver.abort();
+    Ok(Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    })
+}
+
+/// The simulator's config for the tests: HTTPS with the test PKI, every contract routed
+/// to a producer, the proxy and the aggregator authorised everywhere.
+pub fn sim_toml(pki: &Pki, extra: &str) -> String {
+    format!(
+        r#"
+instance_id = "ntjp-test"
+name = "NTJP-SIM"
+samples_dir = "{samples}"
+allow_osc_senders = ["{proxy}"]
+reject_unapproved_osc = true
+
+[https]
+listen = "127.0.0.1:0"
+cert = "{dir}/ntjp.crt"
+key = "{dir}/ntjp.key"
+client_ca = "{dir}/ca.crt"
+
+[[producer]]
+name = "source-system"
+records = 2
+
+[[producer]]
+name = "slow"
+latency_ms = 3000
+
+[[producer]]
+name = "resetting"
+fault = "reset"
+
+[[route]]
+contract = "*"
+logical_address = "*"
+producer = "source-system"
+
+[[permission]]
+sender = "{proxy}"
+contract = "*"
+logical_address = "*"
+{extra}
+"#,
+        samples = samples_dir().display(),
+        proxy = ids::PROXY,
+        dir = pki.dir.path().display(),
+    )
+}
+
+/// The proxy's config for the tests: both listeners, one upstream (`upstream_url`).
+pub fn proxy_toml(pki: &Pki, upstream_url: &str, extra: &str) -> String {
+    format!(
+        r#"
+[proxy]
+instance_id = "rtp-test"
+default_upstream = "ntjp"
+max_request_bytes = 65536
+body_read_timeout_ms = 2000
+shutdown_grace_ms = 2000
+
+[https]
+listen = "127.0.0.1:0"
+cert = "{dir}/proxy.crt"
+key = "{dir}/proxy.key"
+client_ca = "{dir}/ca.crt"
+
+[http]
+listen = "127.0.0.1:0"
+allowed_sources = ["127.0.0.1"]
+
+[headers]
+osc_trusted_senders = ["{aggregator}"]
+
+[[upstream]]
+name = "ntjp"
+url = "{upstream_url}"
+client_cert = "{dir}/proxy.crt"
+client_key = "{dir}/proxy.key"
+ca = "{dir}/ca.crt"
+response_timeout_ms = 1500
+body_idle_timeout_ms = 1500
+{extra}
+"#,
+        dir = pki.dir.path().display(),
+        aggregator = ids::AGGREGATOR,
+    )
+}
+
+/// Starts the proxy from config text.
+pub async fn start_proxy(text: &str) -> RunningProxy {
+    let config = Config::parse(text, Path::new("test.toml"), Path::new("."))
+        .unwrap_or_else(|e| panic!("test config: {e}"));
+    rtp_proxy::server::start(&config).await.expect("proxy starts")
+}
+
+/// Starts the simulator from config text.
+pub async fn start_sim(text: &str) -> ntjp_sim::RunningSim {
+    let config = ntjp_sim::SimConfig::from_toml_str(text, ".")
+        .unwrap_or_else(|e| panic!("simulator config: {e}"));
+    ntjp_sim::start(config).await.expect("simulator starts")
+}
+
+/// A producer stand-in over plain HTTP that answers every call with fixed bytes and
+/// records what it received: for checks that bodies pass byte for byte.
+pub struct StaticProducer {
+    pub addr: SocketAddr,
+    received: Arc<Mutex<Vec<(HeaderMap, Bytes)>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl StaticProducer {
+    pub async fn start(status: StatusCode, body: Vec<u8>) -> StaticProducer {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let body = Bytes::from(body);
+        let log = received.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let body = body.clone();
+                let log = log.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                        let body = body.clone();
+                        let log = log.clone();
+                        async move {
+                            let (parts, incoming) = req.into_parts();
+                            let bytes = incoming.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+                            log.lock().unwrap().push((parts.headers, bytes));
+                            let mut response = Response::new(Full::new(body));
+                            *response.status_mut() = status;
+                            response
+                                .headers_mut()
+                                .insert("content-type", "text/xml; charset=UTF-8".parse().unwrap());
+                            Ok::<_, Infallible>(response)
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        StaticProducer { addr, received, task }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn received(&self) -> Vec<(HeaderMap, Bytes)> {
+        self.received.lock().unwrap().clone()
+    }
+}
+
+impl Drop for StaticProducer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A port on loopback with nothing listening (bound, then released).
+pub async fn closed_port() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    listener.local_addr().expect("addr")
+}
