@@ -82,6 +82,9 @@ pub struct HttpListener {
     pub listen: SocketAddr,
     /// Source addresses (IPs or CIDR networks) allowed to call; anyone else gets VP011.
     pub allowed_sources: Vec<String>,
+    /// HSA-id assumed for an allowed caller that sends no `x-vp-sender-id` (benchmarks,
+    /// simple internal callers). Absent: such a call gets VP002.
+    pub anonymous_sender: Option<String>,
 }
 
 /// `[headers]`: how RIV-TA identity headers are treated.
@@ -390,10 +393,7 @@ impl Config {
             ));
         }
         if uri.query().is_some() {
-            return Err(Invalid::at(
-                at.key("url"),
-                "must not carry a query string",
-            ));
+            return Err(Invalid::at(at.key("url"), "must not carry a query string"));
         }
         match (&upstream.client_cert, &upstream.client_key) {
             (Some(cert), Some(key)) => {
@@ -412,12 +412,10 @@ impl Config {
                     "missing: client_key is set",
                 ))
             }
-            (None, None) if https => {
-                return Err(Invalid::at(
-                    at.key("client_cert"),
-                    "an https upstream needs the proxy's client certificate (NTjP requires mutual TLS)",
-                ))
-            }
+            (None, None) if https => return Err(Invalid::at(
+                at.key("client_cert"),
+                "an https upstream needs the proxy's client certificate (NTjP requires mutual TLS)",
+            )),
             (None, None) => {}
         }
         if https {
@@ -526,7 +524,9 @@ fn locate(text: &str, key: &KeyPath) -> Option<usize> {
     let mut segments = key.0.iter().peekable();
     while let Some(seg) = segments.next() {
         let Segment::Key(name) = seg else { return best };
-        let (k, value) = table.iter().find(|(k, _)| k.get_ref().as_ref() == name.as_str())?;
+        let (k, value) = table
+            .iter()
+            .find(|(k, _)| k.get_ref().as_ref() == name.as_str())?;
         best = Some(k.span().start);
         let mut value = value;
         if let Some(Segment::Index(i)) = segments.peek() {
@@ -608,7 +608,9 @@ name = "all"
         let err = parse(&text).unwrap_err();
         assert_eq!(err.key.as_deref(), Some("route[0].upstream"));
         assert_eq!(err.line, Some(16), "{err}");
-        assert!(err.to_string().starts_with("test.toml:16: key `route[0].upstream`"));
+        assert!(err
+            .to_string()
+            .starts_with("test.toml:16: key `route[0].upstream`"));
     }
 
     #[test]
@@ -639,7 +641,9 @@ name = "all"
 
     #[test]
     fn sources_accept_addresses_and_networks() {
-        assert!(parse_source("127.0.0.1").unwrap().contains(&"127.0.0.1".parse::<IpAddr>().unwrap()));
+        assert!(parse_source("127.0.0.1")
+            .unwrap()
+            .contains(&"127.0.0.1".parse::<IpAddr>().unwrap()));
         assert!(parse_source("::1").is_some());
         assert!(parse_source("10.1.0.0/16").is_some());
         assert!(parse_source("localhost").is_none());

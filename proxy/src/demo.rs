@@ -78,7 +78,10 @@ async fn start_simulator(sim_config: &Path) -> anyhow::Result<Child> {
         if let Ok(Some(status)) = child.try_wait() {
             bail!("the NTjP simulator exited at start ({status}); see its messages above");
         }
-        if tokio::net::TcpStream::connect("127.0.0.1:9443").await.is_ok() {
+        if tokio::net::TcpStream::connect("127.0.0.1:9443")
+            .await
+            .is_ok()
+        {
             return Ok(child);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -101,7 +104,10 @@ fn print_instructions(pki_dir: &Path, config: &Config) {
     let action = "urn:riv:clinicalprocess:healthcond:description:GetCareDocumentationResponder:2:GetCareDocumentation";
     println!("\nrtp-proxy demo is running. NTjP simulator: https://127.0.0.1:9443. Ctrl-C stops everything.\n");
     if let Some(addr) = https {
-        println!("A GetCareDocumentation call over mutual TLS, as the journal system {}:\n", pki::demo_ids::CONSUMER);
+        println!(
+            "A GetCareDocumentation call over mutual TLS, as the journal system {}:\n",
+            pki::demo_ids::CONSUMER
+        );
         println!(
             "curl -sS --cacert {pki}/ca.crt --cert {pki}/consumer.crt --key {pki}/consumer.key \\\n  -H 'Content-Type: text/xml; charset=UTF-8' -H 'SOAPAction: \"{action}\"' \\\n  --data-binary @{DEMO_REQUEST} https://{addr}{path}\n"
         );

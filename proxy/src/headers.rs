@@ -113,7 +113,11 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     for name in listed {
         headers.remove(name);
     }
-    let hop: Vec<HeaderName> = headers.keys().filter(|n| is_hop_by_hop(n)).cloned().collect();
+    let hop: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| is_hop_by_hop(n))
+        .cloned()
+        .collect();
     for name in hop {
         headers.remove(name);
     }
@@ -180,7 +184,10 @@ mod tests {
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
-            h.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
         }
         h
     }
@@ -194,7 +201,10 @@ mod tests {
 
     #[test]
     fn routing_history_appends_and_detects_loops() {
-        assert_eq!(routing_history(&HeaderMap::new(), "SE1", "rtp").unwrap(), "SE1#rtp");
+        assert_eq!(
+            routing_history(&HeaderMap::new(), "SE1", "rtp").unwrap(),
+            "SE1#rtp"
+        );
         assert_eq!(
             routing_history(&map(&[(ROUTING_HISTORY, "SE1#ntjp")]), "SE1", "rtp").unwrap(),
             "SE1#ntjp#rtp"
@@ -209,11 +219,16 @@ mod tests {
     #[test]
     fn original_consumer_from_the_sender_or_a_trusted_caller_only() {
         let trusted = |s: &str| s == "AGP";
-        assert_eq!(original_consumer(&HeaderMap::new(), "SE1", trusted).unwrap(), "SE1");
+        assert_eq!(
+            original_consumer(&HeaderMap::new(), "SE1", trusted).unwrap(),
+            "SE1"
+        );
         let claimed = map(&[(ORIGINAL_CONSUMER, "SE9")]);
         assert_eq!(original_consumer(&claimed, "AGP", trusted).unwrap(), "SE9");
         assert_eq!(
-            original_consumer(&claimed, "SE1", trusted).unwrap_err().code,
+            original_consumer(&claimed, "SE1", trusted)
+                .unwrap_err()
+                .code,
             FaultCode::Vp013
         );
     }
@@ -241,7 +256,15 @@ mod tests {
             vp_sender_id: Some("SE-RTP".into()),
         };
         let out = upstream_request_headers(&incoming, &identity);
-        for gone in ["connection", "x-custom", "keep-alive", "x-vp-instance-id", "x-forwarded-for", "host", "content-length"] {
+        for gone in [
+            "connection",
+            "x-custom",
+            "keep-alive",
+            "x-vp-instance-id",
+            "x-forwarded-for",
+            "host",
+            "content-length",
+        ] {
             assert!(out.get(gone).is_none(), "{gone} should be removed");
         }
         assert_eq!(out[VP_SENDER_ID], "SE-RTP");
@@ -255,7 +278,11 @@ mod tests {
 
     #[test]
     fn response_headers_lose_soapaction_and_gain_correlation_and_prt() {
-        let mut h = map(&[("soapaction", "x"), ("content-type", "text/xml"), ("transfer-encoding", "chunked")]);
+        let mut h = map(&[
+            ("soapaction", "x"),
+            ("content-type", "text/xml"),
+            ("transfer-encoding", "chunked"),
+        ]);
         downstream_response_headers(&mut h, "c1", 12);
         assert!(h.get("soapaction").is_none());
         assert!(h.get("transfer-encoding").is_none());

@@ -60,7 +60,9 @@ mod tests {
     use rustls_pki_types::CertificateDer;
 
     fn der(pem: &str) -> Vec<u8> {
-        CertificateDer::from_pem_slice(pem.as_bytes()).unwrap().to_vec()
+        CertificateDer::from_pem_slice(pem.as_bytes())
+            .unwrap()
+            .to_vec()
     }
 
     #[test]
@@ -68,7 +70,10 @@ mod tests {
         let ca = TestCa::new("ca").unwrap();
         let client = ca.client("journal", Some("SE2321000016-A12B")).unwrap();
         let attr = SenderIdAttribute::parse("serialNumber").unwrap();
-        assert_eq!(attr.sender_id(&der(&client.cert_pem)).unwrap(), "SE2321000016-A12B");
+        assert_eq!(
+            attr.sender_id(&der(&client.cert_pem)).unwrap(),
+            "SE2321000016-A12B"
+        );
         let cn = SenderIdAttribute::parse("CN").unwrap();
         assert_eq!(cn.sender_id(&der(&client.cert_pem)).unwrap(), "journal");
     }

@@ -76,7 +76,9 @@ pub enum InspectError {
     Malformed { position: u64, message: String },
     #[error("document type declarations are not accepted")]
     DocType,
-    #[error("entity reference &{0}; is not defined (only the XML predefined entities are accepted)")]
+    #[error(
+        "entity reference &{0}; is not defined (only the XML predefined entities are accepted)"
+    )]
     UndefinedEntity(String),
     #[error("the root element is not a SOAP 1.1 Envelope (found {0})")]
     NotSoap11(String),
@@ -84,7 +86,9 @@ pub enum InspectError {
     NoBody,
     #[error("the SOAP Body is empty")]
     EmptyBody,
-    #[error("the first element of the SOAP Body has no namespace, so the service contract is unknown")]
+    #[error(
+        "the first element of the SOAP Body has no namespace, so the service contract is unknown"
+    )]
     NoContract,
     #[error("no logical address in the SOAP header (LogicalAddress or wsa:To)")]
     NoLogicalAddress,
@@ -461,6 +465,9 @@ mod tests {
         let no_ns = r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><Op/></soap:Body></soap:Envelope>"#;
         assert_eq!(inspect(no_ns.as_bytes()), Err(InspectError::NoContract));
         let no_la = r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Header><a:LogicalAddress xmlns:a="urn:riv:itintegration:registry:1">  </a:LogicalAddress></soap:Header><soap:Body><x:Op xmlns:x="urn:x"/></soap:Body></soap:Envelope>"#;
-        assert_eq!(inspect(no_la.as_bytes()), Err(InspectError::NoLogicalAddress));
+        assert_eq!(
+            inspect(no_la.as_bytes()),
+            Err(InspectError::NoLogicalAddress)
+        );
     }
 }

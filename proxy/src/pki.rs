@@ -77,7 +77,11 @@ impl TestCa {
 
     /// A client (function) certificate; `hsa_id` goes into the subject serialNumber.
     /// `None` makes a certificate without one, which callers must refuse.
-    pub fn client(&self, common_name: &str, hsa_id: Option<&str>) -> Result<CertifiedKey, PkiError> {
+    pub fn client(
+        &self,
+        common_name: &str,
+        hsa_id: Option<&str>,
+    ) -> Result<CertifiedKey, PkiError> {
         let mut params = CertificateParams::new(Vec::<String>::new())?;
         params.distinguished_name = named(common_name, hsa_id);
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];

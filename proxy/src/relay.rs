@@ -14,7 +14,7 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::{Body, Incoming};
 use ipnet::IpNet;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::config::{millis, parse_source, Config};
 use crate::fault::{Fault, FaultCode};
@@ -48,6 +48,7 @@ pub struct Relay {
     limits: Limits,
     osc_trusted: Vec<String>,
     plain_allowed: Vec<IpNet>,
+    plain_anonymous_sender: Option<String>,
     router: Router,
 }
 
@@ -66,10 +67,12 @@ impl Relay {
             .upstreams
             .iter()
             .map(|u| {
-                Upstream::new(u, config).map(Arc::new).map_err(|source| BuildError::Upstream {
-                    name: u.name.clone(),
-                    source,
-                })
+                Upstream::new(u, config)
+                    .map(Arc::new)
+                    .map_err(|source| BuildError::Upstream {
+                        name: u.name.clone(),
+                        source,
+                    })
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Relay {
@@ -85,12 +88,20 @@ impl Relay {
                 .flat_map(|h| h.allowed_sources.iter())
                 .filter_map(|s| parse_source(s))
                 .collect(),
+            plain_anonymous_sender: config
+                .http
+                .as_ref()
+                .and_then(|h| h.anonymous_sender.clone()),
             router: Router::new(config, &upstreams),
         })
     }
 
     /// Handles one call; never fails: every problem becomes a fault response.
-    pub async fn handle(&self, request: Request<Incoming>, caller: &Caller) -> Response<ResponseBody> {
+    pub async fn handle(
+        &self,
+        request: Request<Incoming>,
+        caller: &Caller,
+    ) -> Response<ResponseBody> {
         let correlation_id = headers::correlation_id(request.headers());
         match self.relay(request, caller, &correlation_id).await {
             Ok(response) => response,
@@ -112,7 +123,10 @@ impl Relay {
         let mut response = Response::new(full(body));
         *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
         let h = response.headers_mut();
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/xml; charset=UTF-8"));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/xml; charset=UTF-8"),
+        );
         headers::set(h, headers::CORRELATION_ID, correlation_id);
         response
     }
@@ -129,7 +143,10 @@ impl Relay {
         if request.method() != Method::POST {
             return Err(Fault::new(
                 FaultCode::Rtp003,
-                format!("{} is not accepted; RIV-TA calls are SOAP POSTs", request.method()),
+                format!(
+                    "{} is not accepted; RIV-TA calls are SOAP POSTs",
+                    request.method()
+                ),
             ));
         }
         check_content_type(request.headers())?;
@@ -180,7 +197,8 @@ impl Relay {
             .await
             .map_err(relay_fault)?;
         let prt = started.elapsed().as_millis();
-        info!(
+        // Per-call success lines are debug: at info they would cost a write per call.
+        debug!(
             correlation_id = %correlation_id,
             sender = %sender,
             contract = %call.contract,
@@ -214,6 +232,7 @@ impl Relay {
                     .map(str::trim)
                     .filter(|v| !v.is_empty())
                     .map(str::to_owned)
+                    .or_else(|| self.plain_anonymous_sender.clone())
                     .ok_or_else(|| {
                         Fault::new(
                             FaultCode::Vp002,
@@ -280,20 +299,29 @@ impl Relay {
             return Ok(Response::from_parts(parts, BoxBody::new(streamed)));
         }
         // Error answers are small; read them (bounded) to see whether they are SOAP faults.
-        let limited = Limited::new(body, usize::try_from(self.limits.max_request_bytes).unwrap_or(usize::MAX));
+        let limited = Limited::new(
+            body,
+            usize::try_from(self.limits.max_request_bytes).unwrap_or(usize::MAX),
+        );
         let read = tokio::time::timeout(upstream.body_idle_timeout, limited.collect()).await;
         let bytes = match read {
             Ok(Ok(collected)) => collected.to_bytes(),
             Ok(Err(e)) => {
                 return Err(Fault::new(
                     FaultCode::Vp009,
-                    format!("reading the error answer of upstream {} failed: {e}", upstream.name),
+                    format!(
+                        "reading the error answer of upstream {} failed: {e}",
+                        upstream.name
+                    ),
                 ))
             }
             Err(_) => {
                 return Err(Fault::new(
                     FaultCode::Vp009,
-                    format!("upstream {} did not finish its error answer in time", upstream.name),
+                    format!(
+                        "upstream {} did not finish its error answer in time",
+                        upstream.name
+                    ),
                 ))
             }
         };
@@ -333,7 +361,11 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), Fault> {
     if media_type.eq_ignore_ascii_case("text/xml") {
         Ok(())
     } else {
-        let shown = if media_type.is_empty() { "none" } else { media_type };
+        let shown = if media_type.is_empty() {
+            "none"
+        } else {
+            media_type
+        };
         Err(Fault::new(
             FaultCode::Rtp002,
             format!("content type {shown}; RIV-TA SOAP 1.1 requires text/xml"),
@@ -351,7 +383,9 @@ fn inspect_fault(e: InspectError) -> Fault {
 
 fn relay_fault(e: RelayError) -> Fault {
     let detail = match &e {
-        RelayError::Timeout { .. } => format!("Timeout when waiting on response from producer: {e}"),
+        RelayError::Timeout { .. } => {
+            format!("Timeout when waiting on response from producer: {e}")
+        }
         _ => e.to_string(),
     };
     Fault::new(FaultCode::Vp009, detail)

@@ -112,7 +112,8 @@ upstream = "direct"
             .map(|u| Arc::new(Upstream::new(u, &config).unwrap()))
             .collect();
         let router = Router::new(&config, &upstreams);
-        let lab = "urn:riv:clinicalprocess:healthcond:actoutcome:GetLaboratoryOrderOutcomeResponder:4";
+        let lab =
+            "urn:riv:clinicalprocess:healthcond:actoutcome:GetLaboratoryOrderOutcomeResponder:4";
         let route = router.find(lab, "X", "se2321000016-a12b").unwrap();
         assert_eq!(route.name, "lab-from-one-consumer");
         assert_eq!(route.response_timeout, Duration::from_millis(1000));

@@ -92,8 +92,8 @@ pub async fn start(config: &Config) -> Result<RunningProxy, StartError> {
             &config.resolve(&https.key),
             &config.resolve(&https.client_ca),
         )?;
-        let attribute =
-            SenderIdAttribute::parse(&https.sender_id_attribute).ok_or(StartError::SenderAttribute)?;
+        let attribute = SenderIdAttribute::parse(&https.sender_id_attribute)
+            .ok_or(StartError::SenderAttribute)?;
         let listener = bind(https.listen).await?;
         https_addr = listener.local_addr().ok();
         let accept = TlsAccept {
@@ -170,7 +170,10 @@ async fn accept_loop(
         }
     }
     drop(listener);
-    if tokio::time::timeout(serving.grace, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(serving.grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
         warn!(grace = ?serving.grace, "calls still in flight at the end of the shutdown grace period");
     }
 }
@@ -188,7 +191,8 @@ async fn serve_connection(
             serve(TokioIo::new(stream), caller, &serving, watcher).await
         }
         Some(tls) => {
-            let handshake = tokio::time::timeout(tls.handshake_timeout, tls.acceptor.accept(stream));
+            let handshake =
+                tokio::time::timeout(tls.handshake_timeout, tls.acceptor.accept(stream));
             let stream = match handshake.await {
                 Ok(Ok(stream)) => stream,
                 Ok(Err(e)) => {
@@ -208,7 +212,13 @@ async fn serve_connection(
                 .and_then(|certs| certs.first())
                 .ok_or_else(|| "no client certificate".to_owned())
                 .and_then(|cert| tls.attribute.sender_id(cert).map_err(|e| e.to_string()));
-            serve(TokioIo::new(stream), Caller::Tls { sender }, &serving, watcher).await
+            serve(
+                TokioIo::new(stream),
+                Caller::Tls { sender },
+                &serving,
+                watcher,
+            )
+            .await
         }
     }
 }

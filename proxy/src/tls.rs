@@ -73,7 +73,10 @@ pub fn server_config(cert: &Path, key: &Path, client_ca: &Path) -> Result<Server
 }
 
 /// A client trusting `ca`, presenting `identity` (certificate, key) if given.
-pub fn client_config(ca: &Path, identity: Option<(&Path, &Path)>) -> Result<ClientConfig, TlsError> {
+pub fn client_config(
+    ca: &Path,
+    identity: Option<(&Path, &Path)>,
+) -> Result<ClientConfig, TlsError> {
     let builder = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Config(e.to_string()))?

@@ -104,7 +104,9 @@ impl Upstream {
     /// The upstream URI for an incoming path (and query), or the route's fixed path.
     pub fn uri_for(&self, path_and_query: &str) -> Result<Uri, RelayError> {
         let joined = format!("{}{}", self.base_path, path_and_query);
-        let pq: PathAndQuery = joined.parse().map_err(|e| RelayError::Uri(format!("{e}")))?;
+        let pq: PathAndQuery = joined
+            .parse()
+            .map_err(|e| RelayError::Uri(format!("{e}")))?;
         Uri::builder()
             .scheme(self.scheme.clone())
             .authority(self.authority.clone())
@@ -207,4 +209,3 @@ where
         self.inner.size_hint()
     }
 }
-

@@ -22,7 +22,10 @@ fn check(config: &Path) -> (bool, String, String) {
 fn write_pki(dir: &Path) {
     let ca = TestCa::new("ca").unwrap();
     std::fs::write(dir.join("ca.crt"), ca.cert_pem()).unwrap();
-    ca.server("SE-RTP", &["127.0.0.1"]).unwrap().write(dir, "proxy").unwrap();
+    ca.server("SE-RTP", &["127.0.0.1"])
+        .unwrap()
+        .write(dir, "proxy")
+        .unwrap();
 }
 
 const CONFIG: &str = r#"[proxy]
@@ -54,7 +57,10 @@ fn a_good_config_passes() {
     std::fs::write(&path, CONFIG).unwrap();
     let (ok, stdout, stderr) = check(&path);
     assert!(ok, "{stderr}");
-    assert!(stdout.contains("OK (1 upstream(s), 1 route(s))"), "{stdout}");
+    assert!(
+        stdout.contains("OK (1 upstream(s), 1 route(s))"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -62,10 +68,17 @@ fn a_broken_config_names_file_line_and_key() {
     let dir = tempfile::tempdir().unwrap();
     write_pki(dir.path());
     let path = dir.path().join("rtp-proxy.toml");
-    std::fs::write(&path, CONFIG.replace("name = \"all\"", "name = \"all\"\nupstream = \"nowhere\"")).unwrap();
+    std::fs::write(
+        &path,
+        CONFIG.replace("name = \"all\"", "name = \"all\"\nupstream = \"nowhere\""),
+    )
+    .unwrap();
     let (ok, _, stderr) = check(&path);
     assert!(!ok);
-    let expected = format!("{}:20: key `route[0].upstream`: no [[upstream]] is named \"nowhere\"", path.display());
+    let expected = format!(
+        "{}:20: key `route[0].upstream`: no [[upstream]] is named \"nowhere\"",
+        path.display()
+    );
     assert!(stderr.contains(&expected), "{stderr}");
 }
 
@@ -73,10 +86,17 @@ fn a_broken_config_names_file_line_and_key() {
 fn a_syntax_error_names_its_line() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("rtp-proxy.toml");
-    std::fs::write(&path, CONFIG.replace("instance_id = \"rtp-check\"", "instance_id = rtp-check")).unwrap();
+    std::fs::write(
+        &path,
+        CONFIG.replace("instance_id = \"rtp-check\"", "instance_id = rtp-check"),
+    )
+    .unwrap();
     let (ok, _, stderr) = check(&path);
     assert!(!ok);
-    assert!(stderr.contains(&format!("{}:2:", path.display())), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{}:2:", path.display())),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -95,5 +115,8 @@ fn a_key_file_that_is_not_a_key_is_reported() {
 fn a_missing_file_is_reported() {
     let (ok, _, stderr) = check(Path::new("/nonexistent/rtp-proxy.toml"));
     assert!(!ok);
-    assert!(stderr.contains("/nonexistent/rtp-proxy.toml: cannot read the file"), "{stderr}");
+    assert!(
+        stderr.contains("/nonexistent/rtp-proxy.toml: cannot read the file"),
+        "{stderr}"
+    );
 }

@@ -28,7 +28,8 @@ pub mod ids {
 }
 
 /// The contract of sample 01.
-pub const CD2: &str = "urn:riv:clinicalprocess:healthcond:description:GetCareDocumentationResponder:2";
+pub const CD2: &str =
+    "urn:riv:clinicalprocess:healthcond:description:GetCareDocumentationResponder:2";
 
 /// A generated PKI written to a temporary directory.
 pub struct Pki {
@@ -41,13 +42,32 @@ impl Pki {
         let ca = TestCa::new("test CA").expect("CA");
         std::fs::write(dir.path().join("ca.crt"), ca.cert_pem()).expect("write CA");
         let loopback = ["localhost", "127.0.0.1"];
-        ca.server(ids::PROXY, &loopback).unwrap().write(dir.path(), "proxy").unwrap();
-        ca.server("SE2321000016-NTJP", &loopback).unwrap().write(dir.path(), "ntjp").unwrap();
-        ca.client("journal", Some(ids::CONSUMER)).unwrap().write(dir.path(), "consumer").unwrap();
-        ca.client("aggregator", Some(ids::AGGREGATOR)).unwrap().write(dir.path(), "aggregator").unwrap();
-        ca.client("no hsa-id", None).unwrap().write(dir.path(), "anonymous").unwrap();
+        ca.server(ids::PROXY, &loopback)
+            .unwrap()
+            .write(dir.path(), "proxy")
+            .unwrap();
+        ca.server("SE2321000016-NTJP", &loopback)
+            .unwrap()
+            .write(dir.path(), "ntjp")
+            .unwrap();
+        ca.client("journal", Some(ids::CONSUMER))
+            .unwrap()
+            .write(dir.path(), "consumer")
+            .unwrap();
+        ca.client("aggregator", Some(ids::AGGREGATOR))
+            .unwrap()
+            .write(dir.path(), "aggregator")
+            .unwrap();
+        ca.client("no hsa-id", None)
+            .unwrap()
+            .write(dir.path(), "anonymous")
+            .unwrap();
         let rogue = TestCa::new("rogue CA").unwrap();
-        rogue.client("rogue", Some(ids::CONSUMER)).unwrap().write(dir.path(), "rogue").unwrap();
+        rogue
+            .client("rogue", Some(ids::CONSUMER))
+            .unwrap()
+            .write(dir.path(), "rogue")
+            .unwrap();
         Pki { dir }
     }
 
@@ -57,9 +77,15 @@ impl Pki {
 
     /// A TLS client trusting the test CA, presenting `<stem>.crt/.key` if given.
     pub fn client(&self, stem: Option<&str>) -> TlsConnector {
-        let cert = stem.map(|s| (self.path(&format!("{s}.crt")), self.path(&format!("{s}.key"))));
+        let cert = stem.map(|s| {
+            (
+                self.path(&format!("{s}.crt")),
+                self.path(&format!("{s}.key")),
+            )
+        });
         let identity = cert.as_ref().map(|(c, k)| (c.as_path(), k.as_path()));
-        let config = rtp_proxy::tls::client_config(&self.path("ca.crt"), identity).expect("client config");
+        let config =
+            rtp_proxy::tls::client_config(&self.path("ca.crt"), identity).expect("client config");
         TlsConnector::from(Arc::new(config))
     }
 }
@@ -133,14 +159,20 @@ impl<'a> Call<'a> {
         for (name, value) in self.headers {
             builder = builder.header(name, value);
         }
-        builder.body(Full::new(Bytes::from(self.body))).expect("request")
+        builder
+            .body(Full::new(Bytes::from(self.body)))
+            .expect("request")
     }
 }
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Sends one call over mutual TLS on a fresh connection.
-pub async fn post_tls(addr: SocketAddr, tls: &TlsConnector, call: Call<'_>) -> anyhow::Result<Reply> {
+pub async fn post_tls(
+    addr: SocketAddr,
+    tls: &TlsConnector,
+    call: Call<'_>,
+) -> anyhow::Result<Reply> {
     tokio::time::timeout(CALL_TIMEOUT, async {
         let tcp = TcpStream::connect(addr).await?;
         let name = rustls_pki_types::ServerName::try_from("127.0.0.1")?;
@@ -176,10 +208,26 @@ where
     })
 }
 
+/// Every contract the tests call: the twelve NPÖ contracts and those of samples 04 and 05.
+pub fn contracts() -> Vec<&'static str> {
+    let mut all: Vec<&'static str> = ntjp_sim::NPO_CONTRACTS
+        .iter()
+        .map(|c| c.namespace)
+        .collect();
+    all.push("urn:riv:itintegration:engagementindex:FindContentResponder:1");
+    all.push("urn:riv:ehr:accesscontrol:AssertCareEngagementResponder:1");
+    all
+}
+
+/// Logical addresses the simulator answers specially: after `latency_ms` 3000 ("slow")
+/// or by resetting the connection mid-answer ("resetting").
+pub const SLOW_ADDRESS: &str = "SLOW-1";
+pub const RESETTING_ADDRESS: &str = "RESET-1";
+
 /// The simulator's config for the tests: HTTPS with the test PKI, every contract routed
-/// to a producer, the proxy and the aggregator authorised everywhere.
+/// (TAK-style, exact contract) to a producer, the proxy authorised everywhere.
 pub fn sim_toml(pki: &Pki, extra: &str) -> String {
-    format!(
+    let mut text = format!(
         r#"
 instance_id = "ntjp-test"
 name = "NTJP-SIM"
@@ -204,22 +252,28 @@ latency_ms = 3000
 [[producer]]
 name = "resetting"
 fault = "reset"
-
-[[route]]
-contract = "*"
-logical_address = "*"
-producer = "source-system"
-
-[[permission]]
-sender = "{proxy}"
-contract = "*"
-logical_address = "*"
 {extra}
 "#,
         samples = samples_dir().display(),
         proxy = ids::PROXY,
         dir = pki.dir.path().display(),
-    )
+    );
+    for contract in contracts() {
+        for (address, producer) in [
+            (SLOW_ADDRESS, "slow"),
+            (RESETTING_ADDRESS, "resetting"),
+            ("*", "source-system"),
+        ] {
+            text.push_str(&format!(
+                "\n[[route]]\ncontract = \"{contract}\"\nlogical_address = \"{address}\"\nproducer = \"{producer}\"\n"
+            ));
+        }
+        text.push_str(&format!(
+            "\n[[permission]]\nsender = \"{}\"\ncontract = \"{contract}\"\nlogical_address = \"*\"\n",
+            ids::PROXY
+        ));
+    }
+    text
 }
 
 /// The proxy's config for the tests: both listeners, one upstream (`upstream_url`).
@@ -265,7 +319,9 @@ body_idle_timeout_ms = 1500
 pub async fn start_proxy(text: &str) -> RunningProxy {
     let config = Config::parse(text, Path::new("test.toml"), Path::new("."))
         .unwrap_or_else(|e| panic!("test config: {e}"));
-    rtp_proxy::server::start(&config).await.expect("proxy starts")
+    rtp_proxy::server::start(&config)
+        .await
+        .expect("proxy starts")
 }
 
 /// Starts the simulator from config text.
@@ -300,7 +356,11 @@ impl StaticProducer {
                         let log = log.clone();
                         async move {
                             let (parts, incoming) = req.into_parts();
-                            let bytes = incoming.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+                            let bytes = incoming
+                                .collect()
+                                .await
+                                .map(|c| c.to_bytes())
+                                .unwrap_or_default();
                             log.lock().unwrap().push((parts.headers, bytes));
                             let mut response = Response::new(Full::new(body));
                             *response.status_mut() = status;
@@ -316,7 +376,11 @@ impl StaticProducer {
                 });
             }
         });
-        StaticProducer { addr, received, task }
+        StaticProducer {
+            addr,
+            received,
+            task,
+        }
     }
 
     pub fn url(&self) -> String {

@@ -347,7 +347,10 @@ impl SimConfig {
                 ));
             }
             if r.contract.trim().is_empty() || r.logical_address.trim().is_empty() {
-                return Err(format!("route #{} has an empty contract or logical_address", i + 1));
+                return Err(format!(
+                    "route #{} has an empty contract or logical_address",
+                    i + 1
+                ));
             }
         }
         for (i, p) in self.permissions.iter().enumerate() {
