@@ -315,6 +315,27 @@ body_idle_timeout_ms = 1500
     )
 }
 
+/// The proxy in front of the simulator (NTjP), both on loopback with a fresh test PKI.
+pub struct Stack {
+    pub pki: Pki,
+    pub sim: ntjp_sim::RunningSim,
+    pub proxy: RunningProxy,
+}
+
+impl Stack {
+    /// Starts both; `routes` is the proxy's `[[route]]` section.
+    pub async fn start(routes: &str) -> Stack {
+        let pki = Pki::generate();
+        let sim = start_sim(&sim_toml(&pki, "")).await;
+        let url = format!(
+            "https://127.0.0.1:{}",
+            sim.https_addr().expect("sim https").port()
+        );
+        let proxy = start_proxy(&proxy_toml(&pki, &url, routes)).await;
+        Stack { pki, sim, proxy }
+    }
+}
+
 /// Starts the proxy from config text.
 pub async fn start_proxy(text: &str) -> RunningProxy {
     let config = Config::parse(text, Path::new("test.toml"), Path::new("."))

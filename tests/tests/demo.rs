@@ -9,19 +9,34 @@ use std::time::{Duration, Instant};
 use http::StatusCode;
 use rtp_proxy_tests::*;
 
-fn binary(name: &str) -> PathBuf {
-    // target/<profile>/deps/demo-<hash> → target/<profile>/<name>
+/// target/<profile>/deps/demo-<hash> → target/<profile>
+fn profile_dir() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
-    exe.parent().and_then(Path::parent).unwrap().join(name)
+    exe.parent().and_then(Path::parent).unwrap().to_owned()
+}
+
+fn binary(name: &str) -> PathBuf {
+    profile_dir().join(name)
+}
+
+/// Builds the two binaries the demo runs, so the test never runs stale ones (cargo
+/// builds another package's binaries for its tests only under `--workspace`).
+fn build_binaries(repo: &Path) {
+    let mut cargo = Command::new(env!("CARGO"));
+    cargo
+        .current_dir(repo)
+        .args(["build", "--bins", "-p", "rtp-proxy", "-p", "ntjp-sim"]);
+    if profile_dir().file_name().is_some_and(|p| p == "release") {
+        cargo.arg("--release");
+    }
+    let status = cargo.status().expect("run cargo build");
+    assert!(status.success(), "building the demo binaries failed");
 }
 
 #[tokio::test]
 async fn the_demo_serves_the_printed_call_and_stops_on_sigterm() {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    assert!(
-        binary("ntjp-sim").is_file(),
-        "the workspace binaries are built by cargo test --workspace"
-    );
+    build_binaries(&repo);
     let mut demo = Command::new(binary("rtp-proxy"))
         .current_dir(&repo)
         .arg("demo")

@@ -6,21 +6,7 @@ use rtp_proxy_tests::*;
 
 const REQUEST: &str = "01_GetCareDocumentation_v2_request.xml";
 
-struct Env {
-    pki: Pki,
-    sim: ntjp_sim::RunningSim,
-    proxy: rtp_proxy::server::RunningProxy,
-}
-
-async fn env(routes: &str) -> Env {
-    let pki = Pki::generate();
-    let sim = start_sim(&sim_toml(&pki, "")).await;
-    let url = format!("https://127.0.0.1:{}", sim.https_addr().unwrap().port());
-    let proxy = start_proxy(&proxy_toml(&pki, &url, routes)).await;
-    Env { pki, sim, proxy }
-}
-
-async fn refused(env: &Env, call: Call<'_>, code: &str, detail: &str) {
+async fn refused(env: &Stack, call: Call<'_>, code: &str, detail: &str) {
     let reply = post_tls(
         env.proxy.https_addr.unwrap(),
         &env.pki.client(Some("consumer")),
@@ -71,7 +57,7 @@ logical_address = "VS-*"
 
 #[tokio::test]
 async fn malformed_and_structurally_wrong_requests_each_get_their_own_fault() {
-    let env = env(CD_ROUTE).await;
+    let env = Stack::start(CD_ROUTE).await;
     let truncated = sample(REQUEST)[..200].to_vec();
     refused(&env, Call::soap(truncated), "VP015", "not well-formed").await;
     let no_body = br#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Header/></s:Envelope>"#;
@@ -105,7 +91,7 @@ async fn malformed_and_structurally_wrong_requests_each_get_their_own_fault() {
 
 #[tokio::test]
 async fn transport_problems_get_their_own_faults() {
-    let env = env(CD_ROUTE).await;
+    let env = Stack::start(CD_ROUTE).await;
     let mut call = Call::soap(sample(REQUEST));
     call.content_type = "application/json";
     refused(&env, call, "RTP002", "application/json").await;
@@ -120,7 +106,7 @@ async fn transport_problems_get_their_own_faults() {
 
 #[tokio::test]
 async fn a_call_without_route_gets_vp004() {
-    let env = env(CD_ROUTE).await;
+    let env = Stack::start(CD_ROUTE).await;
     refused(
         &env,
         Call::soap(with_la("SE0000000000-NONE")),
@@ -149,7 +135,7 @@ async fn a_call_without_route_gets_vp004() {
 
 #[tokio::test]
 async fn a_client_certificate_without_hsa_id_gets_vp002() {
-    let env = env(CD_ROUTE).await;
+    let env = Stack::start(CD_ROUTE).await;
     let reply = post_tls(
         env.proxy.https_addr.unwrap(),
         &env.pki.client(Some("anonymous")),
@@ -163,7 +149,7 @@ async fn a_client_certificate_without_hsa_id_gets_vp002() {
 
 #[tokio::test]
 async fn clients_without_a_certificate_or_from_an_unknown_ca_are_refused_in_the_handshake() {
-    let env = env(CD_ROUTE).await;
+    let env = Stack::start(CD_ROUTE).await;
     let addr = env.proxy.https_addr.unwrap();
     assert!(
         post_tls(addr, &env.pki.client(None), Call::soap(sample(REQUEST)))

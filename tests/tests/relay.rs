@@ -64,10 +64,7 @@ async fn every_sample_request_is_relayed_and_every_response_returned_byte_identi
 
 #[tokio::test]
 async fn every_sample_request_reaches_the_simulator_as_sent() {
-    let pki = Pki::generate();
-    let sim = start_sim(&sim_toml(&pki, "")).await;
-    let url = format!("https://127.0.0.1:{}", sim.https_addr().unwrap().port());
-    let proxy = start_proxy(&proxy_toml(&pki, &url, ALL_ROUTES)).await;
+    let Stack { pki, sim, proxy } = Stack::start(ALL_ROUTES).await;
     let consumer = pki.client(Some("consumer"));
     for file in REQUESTS {
         sim.reset();
@@ -100,10 +97,7 @@ async fn every_sample_request_reaches_the_simulator_as_sent() {
 
 #[tokio::test]
 async fn osc_is_set_from_the_certificate_kept_for_trusted_callers_and_rejected_otherwise() {
-    let pki = Pki::generate();
-    let sim = start_sim(&sim_toml(&pki, "")).await;
-    let url = format!("https://127.0.0.1:{}", sim.https_addr().unwrap().port());
-    let proxy = start_proxy(&proxy_toml(&pki, &url, ALL_ROUTES)).await;
+    let Stack { pki, sim, proxy } = Stack::start(ALL_ROUTES).await;
     let addr = proxy.https_addr.unwrap();
     let request = sample(REQUESTS[0]);
     let osc = "x-rivta-original-serviceconsumer-hsaid";
@@ -146,10 +140,7 @@ async fn osc_is_set_from_the_certificate_kept_for_trusted_callers_and_rejected_o
 
 #[tokio::test]
 async fn aob_and_other_rivta_headers_pass_and_internal_headers_are_stripped() {
-    let pki = Pki::generate();
-    let sim = start_sim(&sim_toml(&pki, "")).await;
-    let url = format!("https://127.0.0.1:{}", sim.https_addr().unwrap().port());
-    let proxy = start_proxy(&proxy_toml(&pki, &url, ALL_ROUTES)).await;
+    let Stack { pki, sim, proxy } = Stack::start(ALL_ROUTES).await;
     let call = Call::soap(sample(REQUESTS[0]))
         .header("x-rivta-acting-on-behalf-of-hsaid", "SE2321000016-AOB1")
         .header("x-rivta-test1", "kept")
@@ -183,10 +174,7 @@ async fn aob_and_other_rivta_headers_pass_and_internal_headers_are_stripped() {
 
 #[tokio::test]
 async fn correlation_id_is_generated_or_kept_and_always_returned() {
-    let pki = Pki::generate();
-    let sim = start_sim(&sim_toml(&pki, "")).await;
-    let url = format!("https://127.0.0.1:{}", sim.https_addr().unwrap().port());
-    let proxy = start_proxy(&proxy_toml(&pki, &url, ALL_ROUTES)).await;
+    let Stack { pki, sim, proxy } = Stack::start(ALL_ROUTES).await;
     let addr = proxy.https_addr.unwrap();
     let consumer = pki.client(Some("consumer"));
 
@@ -222,10 +210,7 @@ async fn correlation_id_is_generated_or_kept_and_always_returned() {
 
 #[tokio::test]
 async fn routing_history_is_appended_and_a_loop_is_refused() {
-    let pki = Pki::generate();
-    let sim = start_sim(&sim_toml(&pki, "")).await;
-    let url = format!("https://127.0.0.1:{}", sim.https_addr().unwrap().port());
-    let proxy = start_proxy(&proxy_toml(&pki, &url, ALL_ROUTES)).await;
+    let Stack { pki, sim, proxy } = Stack::start(ALL_ROUTES).await;
     let addr = proxy.https_addr.unwrap();
     let consumer = pki.client(Some("consumer"));
 
@@ -253,10 +238,7 @@ async fn routing_history_is_appended_and_a_loop_is_refused() {
 
 #[tokio::test]
 async fn the_plain_listener_takes_identity_from_x_vp_sender_id_only_from_allowed_sources() {
-    let pki = Pki::generate();
-    let sim = start_sim(&sim_toml(&pki, "")).await;
-    let url = format!("https://127.0.0.1:{}", sim.https_addr().unwrap().port());
-    let proxy = start_proxy(&proxy_toml(&pki, &url, ALL_ROUTES)).await;
+    let Stack { pki, sim, proxy } = Stack::start(ALL_ROUTES).await;
     let addr = proxy.http_addr.unwrap();
 
     let call = Call::soap(sample(REQUESTS[0])).header("x-vp-sender-id", ids::CONSUMER);
@@ -281,6 +263,7 @@ async fn the_plain_listener_takes_identity_from_x_vp_sender_id_only_from_allowed
     proxy.shutdown().await;
 
     // A listener that allows only another network refuses loopback callers.
+    let url = format!("https://127.0.0.1:{}", sim.https_addr().unwrap().port());
     let text = proxy_toml(&pki, &url, ALL_ROUTES).replace(
         "allowed_sources = [\"127.0.0.1\"]",
         "allowed_sources = [\"10.0.0.0/8\"]",
