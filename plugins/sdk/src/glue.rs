@@ -1,0 +1,162 @@
+//! The component glue (wasm32 only): the WIT bindings and conversions between them and
+//! the SDK's plain types. Policies never use this module directly.
+
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "policy",
+        pub_export_macro: true,
+        export_macro_name: "__export_policy_world",
+        default_bindings_module: "rtp_policy_sdk::glue::bindings",
+    });
+}
+
+use bindings::rtp::policy::types as wit;
+
+use crate::{Call, Edit, Header, Metadata, Patient, Period, Phase, RecordSummary, RequestAction, ResponseAction};
+
+pub use wit::{Call as WitCall, Metadata as WitMetadata, RecordSummary as WitRecordSummary,
+    RequestAction as WitRequestAction, ResponseAction as WitResponseAction};
+
+pub fn call_from_wit(c: wit::Call) -> Call {
+    Call {
+        route: c.route,
+        contract: c.contract,
+        operation: c.operation,
+        logical_address: c.logical_address,
+        sender: c.sender,
+        original_consumer: c.original_consumer,
+        acting_on_behalf_of: c.acting_on_behalf_of,
+        patient: c.patient.map(|p| Patient { id: p.id, kind: p.kind }),
+        period: c.period.map(|p| Period { start: p.start, end: p.end }),
+        period_element: c.period_element,
+        source_system: c.source_system,
+        correlation_id: c.correlation_id,
+        headers: c
+            .headers
+            .into_iter()
+            .map(|h| Header { name: h.name, value: h.value })
+            .collect(),
+    }
+}
+
+pub fn metadata_to_wit(m: Metadata) -> wit::Metadata {
+    wit::Metadata {
+        name: m.name,
+        version: m.version,
+        phases: m
+            .phases
+            .into_iter()
+            .map(|p| match p {
+                Phase::Request => wit::Phase::Request,
+                Phase::Response => wit::Phase::Response,
+            })
+            .collect(),
+    }
+}
+
+fn fault_to_wit(f: crate::Fault) -> wit::Fault {
+    wit::Fault { code: f.code, message: f.message }
+}
+
+fn period_to_wit(p: Period) -> wit::Period {
+    wit::Period { start: p.start, end: p.end }
+}
+
+pub fn request_action_to_wit(a: RequestAction) -> wit::RequestAction {
+    match a {
+        RequestAction::Proceed(edits) => wit::RequestAction::Proceed(
+            edits
+                .into_iter()
+                .map(|e| match e {
+                    Edit::SetHeader(h) => wit::Edit::SetHeader(wit::Header { name: h.name, value: h.value }),
+                    Edit::RemoveHeader(n) => wit::Edit::RemoveHeader(n),
+                    Edit::SetPeriod(p) => wit::Edit::SetPeriod(period_to_wit(p)),
+                })
+                .collect(),
+        ),
+        RequestAction::Reject(f) => wit::RequestAction::Reject(fault_to_wit(f)),
+    }
+}
+
+pub fn records_from_wit(records: Vec<wit::RecordSummary>) -> Vec<RecordSummary> {
+    records
+        .into_iter()
+        .map(|r| RecordSummary {
+            index: r.index,
+            care_provider: r.care_provider,
+            care_unit: r.care_unit,
+            times: r.times,
+            source_system: r.source_system,
+            information_type: r.information_type,
+            approved_for_patient: r.approved_for_patient,
+        })
+        .collect()
+}
+
+pub fn response_action_to_wit(a: ResponseAction) -> wit::ResponseAction {
+    match a {
+        ResponseAction::KeepAll => wit::ResponseAction::KeepAll,
+        ResponseAction::Drop(indexes) => wit::ResponseAction::Drop(indexes),
+        ResponseAction::Replace(f) => wit::ResponseAction::Replace(fault_to_wit(f)),
+    }
+}
+
+/// Answer of an instance the host never initialised (a host bug): refuse, never pass.
+pub fn not_initialised() -> crate::Fault {
+    crate::Fault {
+        code: "RTP100".into(),
+        message: "policy called before init".into(),
+    }
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export_glue {
+    ($policy:ty) => {
+        struct __RtpPolicyComponent;
+
+        ::std::thread_local! {
+            static __RTP_POLICY: ::core::cell::RefCell<::core::option::Option<$policy>> =
+                const { ::core::cell::RefCell::new(::core::option::Option::None) };
+        }
+
+        impl $crate::glue::bindings::Guest for __RtpPolicyComponent {
+            fn describe() -> $crate::glue::WitMetadata {
+                $crate::glue::metadata_to_wit(<$policy as $crate::Policy>::describe())
+            }
+
+            fn init(settings: ::std::string::String) -> ::core::result::Result<(), ::std::string::String> {
+                let policy = <$policy as $crate::Policy>::init(&settings)?;
+                __RTP_POLICY.with(|slot| *slot.borrow_mut() = ::core::option::Option::Some(policy));
+                ::core::result::Result::Ok(())
+            }
+
+            fn on_request(call: $crate::glue::WitCall) -> $crate::glue::WitRequestAction {
+                let call = $crate::glue::call_from_wit(call);
+                let action = __RTP_POLICY.with(|slot| match slot.borrow().as_ref() {
+                    ::core::option::Option::Some(policy) => $crate::Policy::on_request(policy, &call),
+                    ::core::option::Option::None => $crate::RequestAction::Reject($crate::glue::not_initialised()),
+                });
+                $crate::glue::request_action_to_wit(action)
+            }
+
+            fn on_response(
+                call: $crate::glue::WitCall,
+                records: ::std::vec::Vec<$crate::glue::WitRecordSummary>,
+            ) -> $crate::glue::WitResponseAction {
+                let call = $crate::glue::call_from_wit(call);
+                let records = $crate::glue::records_from_wit(records);
+                let action = __RTP_POLICY.with(|slot| match slot.borrow().as_ref() {
+                    ::core::option::Option::Some(policy) => {
+                        $crate::Policy::on_response(policy, &call, &records)
+                    }
+                    ::core::option::Option::None => $crate::ResponseAction::Replace($crate::glue::not_initialised()),
+                });
+                $crate::glue::response_action_to_wit(action)
+            }
+        }
+
+        $crate::glue::bindings::__export_policy_world!(__RtpPolicyComponent with_types_in $crate::glue::bindings);
+    };
+}
