@@ -26,6 +26,8 @@ pub struct Config {
     pub http: Option<HttpListener>,
     #[serde(default)]
     pub headers: HeaderSettings,
+    #[serde(default)]
+    pub policies: PolicySandbox,
     #[serde(default, rename = "upstream")]
     pub upstreams: Vec<UpstreamConfig>,
     #[serde(default, rename = "route")]
@@ -100,6 +102,52 @@ pub struct HeaderSettings {
     pub osc_trusted_senders: Vec<String>,
 }
 
+/// `[policies]`: the sandbox every policy runs in.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySandbox {
+    /// Where compiled policies are cached across restarts; none: compile at every start.
+    pub cache_dir: Option<PathBuf>,
+    /// Longest a policy may run per call (milliseconds, in 1 ms ticks).
+    #[serde(default = "default_policy_deadline_ms")]
+    pub deadline_ms: u64,
+    /// Largest memory a policy instance may use.
+    #[serde(default = "default_policy_memory_bytes")]
+    pub memory_limit_bytes: usize,
+    /// Calls after which an instance is replaced by a fresh one.
+    #[serde(default = "default_max_calls_per_instance")]
+    pub max_calls_per_instance: u64,
+    /// Consecutive failures after which a policy counts as failed until reloaded.
+    #[serde(default = "default_crash_loop_limit")]
+    pub crash_loop_limit: u32,
+}
+
+impl Default for PolicySandbox {
+    fn default() -> Self {
+        PolicySandbox {
+            cache_dir: None,
+            deadline_ms: default_policy_deadline_ms(),
+            memory_limit_bytes: default_policy_memory_bytes(),
+            max_calls_per_instance: default_max_calls_per_instance(),
+            crash_loop_limit: default_crash_loop_limit(),
+        }
+    }
+}
+
+/// `[[route.policy]]`: one policy in a route's pipeline, in order.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoutePolicy {
+    /// The policy component (`.wasm`, built for wasm32-wasip2).
+    pub file: PathBuf,
+    /// What happens to a call when the policy fails: fail-closed, fail-open or reload.
+    #[serde(default)]
+    pub failure_mode: crate::policy::FailureMode,
+    /// The policy's own settings, handed to its `init` as JSON.
+    #[serde(default)]
+    pub settings: toml::Table,
+}
+
 /// `[[upstream]]`: a platform or producer the proxy relays to.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -149,6 +197,9 @@ pub struct RouteConfig {
     pub path: Option<String>,
     /// Overrides the upstream's `response_timeout_ms` for this route.
     pub response_timeout_ms: Option<u64>,
+    /// The route's policy pipeline, in order.
+    #[serde(default, rename = "policy")]
+    pub policies: Vec<RoutePolicy>,
 }
 
 fn any() -> String {
@@ -186,6 +237,18 @@ fn default_max_idle_connections() -> usize {
 }
 fn default_idle_connection_timeout_ms() -> u64 {
     60_000
+}
+fn default_policy_deadline_ms() -> u64 {
+    5
+}
+fn default_policy_memory_bytes() -> usize {
+    16 * 1024 * 1024
+}
+fn default_max_calls_per_instance() -> u64 {
+    10_000
+}
+fn default_crash_loop_limit() -> u32 {
+    5
 }
 
 pub fn millis(ms: u64) -> Duration {
@@ -307,6 +370,12 @@ impl Config {
                 ));
             }
         }
+        if self.policies.deadline_ms == 0 || self.policies.memory_limit_bytes == 0 {
+            return Err(Invalid::at(
+                KeyPath::new("policies"),
+                "deadline_ms and memory_limit_bytes must be greater than zero",
+            ));
+        }
         if self.https.is_none() && self.http.is_none() {
             return Err(Invalid::at(
                 KeyPath::new("proxy"),
@@ -371,6 +440,9 @@ impl Config {
                     ));
                 }
                 Some(_) => {}
+            }
+            for (j, policy) in route.policies.iter().enumerate() {
+                self.file_exists(&policy.file, at.key("policy").index(j).key("file"))?;
             }
             if let Some(path) = &route.path {
                 if !path.starts_with('/') || path.parse::<http::uri::PathAndQuery>().is_err() {

@@ -19,7 +19,7 @@ pub enum FaultSide {
 }
 
 /// The fault codes the proxy emits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FaultCode {
     /// Client certificate missing, of the wrong kind, or without an HSA-id.
     Vp002,
@@ -47,11 +47,16 @@ pub enum FaultCode {
     Rtp003,
     /// The caller was too slow sending its request.
     Rtp004,
+    /// A policy refused the call, with the code token the policy chose.
+    Policy(String),
+    /// A policy failed (trapped, ran out of time or memory, or is crash-looping) and
+    /// its failure mode is fail-closed.
+    Rtp190,
 }
 
 impl FaultCode {
     /// The token that starts `faultstring`.
-    pub fn token(self) -> &'static str {
+    pub fn token(&self) -> &str {
         match self {
             FaultCode::Vp002 => "VP002",
             FaultCode::Vp003 => "VP003",
@@ -66,19 +71,27 @@ impl FaultCode {
             FaultCode::Rtp002 => "RTP002",
             FaultCode::Rtp003 => "RTP003",
             FaultCode::Rtp004 => "RTP004",
+            FaultCode::Policy(token) => token,
+            FaultCode::Rtp190 => "RTP190",
         }
     }
 
     /// Client or Server, following NTjP's classification for the VP codes.
-    pub fn side(self) -> FaultSide {
+    pub fn side(&self) -> FaultSide {
         match self {
-            FaultCode::Vp007 | FaultCode::Vp009 | FaultCode::Vp014 => FaultSide::Server,
+            FaultCode::Vp007 | FaultCode::Vp009 | FaultCode::Vp014 | FaultCode::Rtp190 => {
+                FaultSide::Server
+            }
+            // A policy reusing an NTjP code gets NTjP's side for it.
+            FaultCode::Policy(token) if ["VP007", "VP009", "VP014"].contains(&token.as_str()) => {
+                FaultSide::Server
+            }
             _ => FaultSide::Client,
         }
     }
 
     /// The short, fixed message for the code; the details say what exactly happened.
-    pub fn message(self) -> &'static str {
+    pub fn message(&self) -> &'static str {
         match self {
             FaultCode::Vp002 => "Client certificate missing or without a sender id",
             FaultCode::Vp003 => "Logical address missing in the RIV-TA header",
@@ -95,6 +108,8 @@ impl FaultCode {
             FaultCode::Rtp002 => "Unsupported content type",
             FaultCode::Rtp003 => "Method not allowed",
             FaultCode::Rtp004 => "Request not received in time",
+            FaultCode::Policy(_) => "Refused by a regional policy",
+            FaultCode::Rtp190 => "A regional policy failed",
         }
     }
 }

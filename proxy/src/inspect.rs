@@ -42,6 +42,12 @@ pub struct PatientId {
     pub id: String,
     /// The identifier's OID (`type` or `root`), e.g. `1.2.752.129.2.1.3.1`.
     pub kind: Option<String>,
+    /// Byte range of the whole `patientId` element: a period is inserted after it.
+    pub span: Range<usize>,
+    /// Qualified-name prefix of `patientId` (the responder namespace), with its colon.
+    pub prefix: String,
+    /// Prefix of its children (the core namespace), with its colon.
+    pub child_prefix: String,
 }
 
 /// The requested time filter.
@@ -49,6 +55,10 @@ pub struct PatientId {
 pub struct Period {
     /// `timePeriod` or `datePeriod`: the name differs per contract.
     pub element: String,
+    /// Qualified-name prefix of the period element, with its colon (`urn1:`), or empty.
+    pub prefix: String,
+    /// Prefix of `start`/`end` (the core namespace), with its colon, or empty.
+    pub child_prefix: String,
     pub start: Option<String>,
     pub end: Option<String>,
     /// Byte range of the whole period element in the request body.
@@ -132,7 +142,13 @@ struct Found {
     patient_id: Option<String>,
     patient_kind: Option<String>,
     period_element: Option<String>,
+    period_prefix: String,
+    period_child_prefix: Option<String>,
     period_start_offset: usize,
+    patient_prefix: String,
+    patient_child_prefix: Option<String>,
+    patient_start_offset: usize,
+    patient_span: Option<Range<usize>>,
     period: Option<Period>,
     period_values: (Option<String>, Option<String>),
     source_system: Option<String>,
@@ -232,6 +248,9 @@ pub fn inspect(body: &[u8]) -> Result<Call, InspectError> {
     let patient = found.patient_id.map(|id| PatientId {
         id,
         kind: found.patient_kind,
+        span: found.patient_span.unwrap_or(0..0),
+        prefix: found.patient_prefix,
+        child_prefix: found.patient_child_prefix.unwrap_or_default(),
     });
     Ok(Call {
         contract,
@@ -299,9 +318,14 @@ fn classify(
             Frame::Operation
         }
         Some(Frame::Operation) => match local {
-            b"patientId" => Frame::Patient,
+            b"patientId" => {
+                found.patient_prefix = prefix_of(start);
+                found.patient_start_offset = offset;
+                Frame::Patient
+            }
             b"timePeriod" | b"datePeriod" if found.period.is_none() => {
                 found.period_element = Some(String::from_utf8_lossy(local).into_owned());
+                found.period_prefix = prefix_of(start);
                 found.period_start_offset = offset;
                 found.period_values = (None, None);
                 Frame::Period
@@ -311,13 +335,28 @@ fn classify(
             _ => Frame::Other,
         },
         Some(Frame::Patient) => match local {
-            b"id" | b"extension" => Frame::Capture(Field::PatientId),
+            b"id" | b"extension" => {
+                found
+                    .patient_child_prefix
+                    .get_or_insert_with(|| prefix_of(start));
+                Frame::Capture(Field::PatientId)
+            }
             b"type" | b"root" => Frame::Capture(Field::PatientKind),
             _ => Frame::Other,
         },
         Some(Frame::Period) => match local {
-            b"start" => Frame::Capture(Field::PeriodStart),
-            b"end" => Frame::Capture(Field::PeriodEnd),
+            b"start" => {
+                found
+                    .period_child_prefix
+                    .get_or_insert_with(|| prefix_of(start));
+                Frame::Capture(Field::PeriodStart)
+            }
+            b"end" => {
+                found
+                    .period_child_prefix
+                    .get_or_insert_with(|| prefix_of(start));
+                Frame::Capture(Field::PeriodEnd)
+            }
             _ => Frame::Other,
         },
         Some(Frame::SourceSystemIi) => match local {
@@ -327,6 +366,15 @@ fn classify(
         _ => Frame::Other,
     };
     Ok(frame)
+}
+
+/// The prefix of an element's qualified name, with its colon (`urn1:`), or "".
+fn prefix_of(start: &BytesStart<'_>) -> String {
+    let name = start.name();
+    match name.prefix() {
+        Some(p) => format!("{}:", String::from_utf8_lossy(p.as_ref())),
+        None => String::new(),
+    }
 }
 
 fn in_header(stack: &[Frame]) -> bool {
@@ -381,11 +429,19 @@ fn close(frame: Frame, found: &mut Found, text: &mut String, end: usize) {
                 Field::SourceSystem => found.source_system = Some(value.trim().to_owned()),
             }
         }
+        Frame::Patient => found.patient_span = Some(found.patient_start_offset..end),
         Frame::Period => {
             if let Some(element) = found.period_element.take() {
                 let (start, end_value) = std::mem::take(&mut found.period_values);
+                let child_prefix = found
+                    .period_child_prefix
+                    .take()
+                    .or_else(|| found.patient_child_prefix.clone())
+                    .unwrap_or_default();
                 found.period = Some(Period {
                     element,
+                    prefix: std::mem::take(&mut found.period_prefix),
+                    child_prefix,
                     start,
                     end: end_value,
                     span: found.period_start_offset..end,
@@ -423,9 +479,19 @@ mod tests {
         assert_eq!(call.riv_version, RivVersion::Rivtabp21);
         let patient = call.patient.unwrap();
         assert_eq!(patient.id, "191212121212");
+        assert!(CD2[patient.span.clone()].starts_with("<urn1:patientId>"));
+        assert!(CD2[patient.span.clone()].ends_with("</urn1:patientId>"));
+        assert_eq!(
+            (patient.prefix.as_str(), patient.child_prefix.as_str()),
+            ("urn1:", "urn2:")
+        );
         assert_eq!(patient.kind.as_deref(), Some("1.2.752.129.2.1.3.1"));
         let period = call.period.unwrap();
         assert_eq!(period.element, "timePeriod");
+        assert_eq!(
+            (period.prefix.as_str(), period.child_prefix.as_str()),
+            ("urn1:", "urn2:")
+        );
         assert_eq!(period.start.as_deref(), Some("20200101"));
         assert_eq!(period.end.as_deref(), Some("20241231"));
         let text = &CD2[period.span.clone()];

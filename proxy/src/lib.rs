@@ -4,12 +4,15 @@
 //! back the same way. See the repository README for the tour.
 
 pub mod config;
+pub mod contracts;
 pub mod demo;
+pub mod edit;
 pub mod fault;
 pub mod headers;
 pub mod identity;
 pub mod inspect;
 pub mod pki;
+pub mod policy;
 pub mod relay;
 pub mod routing;
 pub mod server;

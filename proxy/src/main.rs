@@ -62,7 +62,7 @@ fn main() -> ExitCode {
     init_logging(cli.log_format);
     let result = match cli.command {
         Command::Run { config } => run(config),
-        Command::Check { config } => check(config),
+        Command::Check { config } => runtime(1).and_then(|rt| rt.block_on(check(config))),
         Command::Demo { config, sim_config } => {
             runtime(0).and_then(|rt| rt.block_on(demo::run(&config, &sim_config)))
         }
@@ -121,10 +121,14 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
     })
 }
 
-fn check(path: PathBuf) -> anyhow::Result<()> {
+async fn check(path: PathBuf) -> anyhow::Result<()> {
     let config = Config::load(&path)?;
-    // Building the relay loads every certificate and key, so a broken PEM shows here too.
-    Relay::new(&config).with_context(|| format!("{}", path.display()))?;
+    // Building the relay loads every certificate, key and policy, so a broken PEM or a
+    // policy that does not load shows here too.
+    let relay = Relay::build(&config)
+        .await
+        .with_context(|| format!("{}", path.display()))?;
+    let policies = relay.policy_count();
     if let Some(https) = &config.https {
         rtp_proxy::tls::server_config(
             &config.resolve(&https.cert),
@@ -134,10 +138,11 @@ fn check(path: PathBuf) -> anyhow::Result<()> {
         .with_context(|| format!("{}: [https]", path.display()))?;
     }
     println!(
-        "{}: OK ({} upstream(s), {} route(s))",
+        "{}: OK ({} upstream(s), {} route(s), {} policy(ies))",
         path.display(),
         config.upstreams.len(),
-        config.routes.len()
+        config.routes.len(),
+        policies
     );
     Ok(())
 }

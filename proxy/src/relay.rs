@@ -17,9 +17,12 @@ use ipnet::IpNet;
 use tracing::{debug, info, warn};
 
 use crate::config::{millis, parse_source, Config};
+use crate::edit::{self, NewPeriod};
 use crate::fault::{Fault, FaultCode};
 use crate::headers::{self, ForwardedIdentity};
 use crate::inspect::{inspect, InspectError, SOAP11_NS};
+use crate::policy::loaded::Limits as PolicyLimits;
+use crate::policy::{wit, LoadedPolicy, Pipeline, PolicyEngine, RequestDecision};
 use crate::routing::Router;
 use crate::upstream::{BoxError, IdleTimeoutBody, RelayError, Upstream};
 
@@ -36,7 +39,7 @@ pub enum Caller {
 
 /// Request limits applied before a body is inspected.
 #[derive(Debug, Clone)]
-struct Limits {
+struct RequestLimits {
     max_request_bytes: u64,
     body_read_timeout: Duration,
 }
@@ -45,7 +48,7 @@ struct Limits {
 #[derive(Debug)]
 pub struct Relay {
     instance_id: String,
-    limits: Limits,
+    limits: RequestLimits,
     osc_trusted: Vec<String>,
     plain_allowed: Vec<IpNet>,
     plain_anonymous_sender: Option<String>,
@@ -59,10 +62,18 @@ pub enum BuildError {
         name: String,
         source: crate::tls::TlsError,
     },
+    #[error("route {route}, policy {index}: {source}")]
+    Policy {
+        route: String,
+        index: usize,
+        source: crate::policy::LoadError,
+    },
 }
 
 impl Relay {
-    pub fn new(config: &Config) -> Result<Relay, BuildError> {
+    /// Builds the handler: upstream clients, and every route's policies compiled (on
+    /// blocking threads) and initialised.
+    pub async fn build(config: &Config) -> Result<Relay, BuildError> {
         let upstreams = config
             .upstreams
             .iter()
@@ -77,7 +88,7 @@ impl Relay {
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Relay {
             instance_id: config.proxy.instance_id.clone(),
-            limits: Limits {
+            limits: RequestLimits {
                 max_request_bytes: config.proxy.max_request_bytes,
                 body_read_timeout: millis(config.proxy.body_read_timeout_ms),
             },
@@ -92,8 +103,13 @@ impl Relay {
                 .http
                 .as_ref()
                 .and_then(|h| h.anonymous_sender.clone()),
-            router: Router::new(config, &upstreams),
+            router: Router::new(config, &upstreams, load_pipelines(config).await?),
         })
+    }
+
+    /// How many policies the routes hold in all.
+    pub fn policy_count(&self) -> usize {
+        self.router.policy_count()
     }
 
     /// Handles one call; never fails: every problem becomes a fault response.
@@ -183,7 +199,18 @@ impl Relay {
             routing_history,
             vp_sender_id: upstream.vp_sender_id.clone(),
         };
-        let out_headers = headers::upstream_request_headers(&parts.headers, &identity);
+        let mut out_headers = headers::upstream_request_headers(&parts.headers, &identity);
+        let body = if route.pipeline.is_empty() {
+            body
+        } else {
+            let policy_view = policy_call(&call, &route.name, &sender, &identity, &parts.headers);
+            match route.pipeline.on_request(policy_view).await {
+                RequestDecision::Reject(fault) => return Err(fault),
+                RequestDecision::Proceed(edits) => {
+                    apply_edits(edits, &call, &mut out_headers, body)?
+                }
+            }
+        };
         let path = route
             .path
             .as_deref()
@@ -339,6 +366,160 @@ impl Relay {
                 parts.status.as_u16()
             ),
         ))
+    }
+}
+
+/// Loads every route's policies (one engine for all of them). The first failure is
+/// returned, naming the route, the policy's position and file, and the cause.
+async fn load_pipelines(config: &Config) -> Result<Vec<Pipeline>, BuildError> {
+    if config.routes.iter().all(|r| r.policies.is_empty()) {
+        return Ok(Vec::new());
+    }
+    let sandbox = &config.policies;
+    let engine = PolicyEngine::new(sandbox.cache_dir.as_ref().map(|d| config.resolve(d))).map_err(
+        |source| BuildError::Policy {
+            route: "-".into(),
+            index: 0,
+            source,
+        },
+    )?;
+    let limits = PolicyLimits {
+        deadline_ticks: sandbox.deadline_ms,
+        memory_bytes: sandbox.memory_limit_bytes,
+        max_calls_per_instance: sandbox.max_calls_per_instance,
+        crash_loop_limit: sandbox.crash_loop_limit,
+    };
+    let mut pipelines = Vec::with_capacity(config.routes.len());
+    for route in &config.routes {
+        let mut policies = Vec::with_capacity(route.policies.len());
+        for (index, policy) in route.policies.iter().enumerate() {
+            let settings = serde_json::to_string(&policy.settings).unwrap_or_else(|_| "{}".into());
+            let loaded = LoadedPolicy::load(
+                &engine,
+                &config.resolve(&policy.file),
+                settings,
+                policy.failure_mode,
+                limits,
+            )
+            .await
+            .map_err(|source| BuildError::Policy {
+                route: route.name.clone(),
+                index,
+                source,
+            })?;
+            policies.push(Arc::new(loaded));
+        }
+        pipelines.push(Pipeline::new(policies));
+    }
+    Ok(pipelines)
+}
+
+/// What policies see of a call.
+fn policy_call(
+    call: &crate::inspect::Call,
+    route: &str,
+    sender: &str,
+    identity: &ForwardedIdentity,
+    headers: &HeaderMap,
+) -> wit::Call {
+    wit::Call {
+        route: route.to_owned(),
+        contract: call.contract.clone(),
+        operation: call.operation.clone(),
+        logical_address: call.logical_address.clone(),
+        sender: sender.to_owned(),
+        original_consumer: identity.original_consumer.clone(),
+        acting_on_behalf_of: headers
+            .get(headers::ACTING_ON_BEHALF_OF)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+        patient: call.patient.as_ref().map(|p| wit::Patient {
+            id: p.id.clone(),
+            kind: p.kind.clone(),
+        }),
+        period: call.period.as_ref().map(|p| wit::Period {
+            start: p.start.clone(),
+            end: p.end.clone(),
+        }),
+        period_element: call.period.as_ref().map(|p| p.element.clone()),
+        source_system: call.source_system.clone(),
+        correlation_id: identity.correlation_id.clone(),
+        headers: headers
+            .iter()
+            .filter(|(name, _)| !name.as_str().starts_with("x-vp-"))
+            .filter_map(|(name, value)| {
+                Some(wit::Header {
+                    name: name.as_str().to_owned(),
+                    value: value.to_str().ok()?.to_owned(),
+                })
+            })
+            .collect(),
+    }
+}
+
+/// Headers the host manages itself: a policy's edits to them are ignored.
+fn host_managed(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    name.starts_with("x-vp-")
+        || [
+            "host",
+            "content-length",
+            "transfer-encoding",
+            "connection",
+            "te",
+            "upgrade",
+        ]
+        .contains(&name.as_str())
+}
+
+/// Applies the pipeline's edits to the outgoing headers and body.
+fn apply_edits(
+    edits: Vec<wit::Edit>,
+    call: &crate::inspect::Call,
+    out_headers: &mut HeaderMap,
+    body: Bytes,
+) -> Result<Bytes, Fault> {
+    let mut period = None;
+    for edit in edits {
+        match edit {
+            wit::Edit::SetHeader(h) if !host_managed(&h.name) => {
+                let name = http::HeaderName::from_bytes(h.name.as_bytes());
+                let value = HeaderValue::from_str(&h.value);
+                match (name, value) {
+                    (Ok(name), Ok(value)) => {
+                        out_headers.insert(name, value);
+                    }
+                    _ => {
+                        return Err(Fault::new(
+                            FaultCode::Rtp190,
+                            format!("a policy set an invalid header {:?}", h.name),
+                        ))
+                    }
+                }
+            }
+            wit::Edit::RemoveHeader(name) if !host_managed(&name) => {
+                out_headers.remove(name.as_str());
+            }
+            wit::Edit::SetHeader(wit::Header { name, .. }) | wit::Edit::RemoveHeader(name) => {
+                warn!(header = %name, "a policy's edit of a host-managed header is ignored");
+            }
+            wit::Edit::SetPeriod(p) => period = Some(p),
+        }
+    }
+    match period {
+        None => Ok(body),
+        Some(p) => {
+            let new = NewPeriod {
+                start: p.start,
+                end: p.end,
+            };
+            edit::set_period(&body, call, &new).map_err(|e| {
+                Fault::new(
+                    FaultCode::Rtp190,
+                    format!("a policy's period edit could not be applied: {e}"),
+                )
+            })
+        }
     }
 }
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 use wildmatch::WildMatch;
 
 use crate::config::{millis, Config};
+use crate::policy::Pipeline;
 use crate::upstream::Upstream;
 
 /// A compiled route.
@@ -21,6 +22,8 @@ pub struct Route {
     /// Fixed upstream path, instead of the incoming one.
     pub path: Option<String>,
     pub response_timeout: Duration,
+    /// The route's policies; empty for a pure relay.
+    pub pipeline: Pipeline,
 }
 
 impl Route {
@@ -38,13 +41,19 @@ pub struct Router {
 }
 
 impl Router {
-    /// Builds the table; `upstreams` holds one client per configured upstream.
-    /// The config has been validated, so every route's upstream exists.
-    pub fn new(config: &Config, upstreams: &[Arc<Upstream>]) -> Router {
+    /// Builds the table; `upstreams` holds one client per configured upstream and
+    /// `pipelines` one pipeline per route, in config order. The config has been
+    /// validated, so every route's upstream exists.
+    pub fn new(config: &Config, upstreams: &[Arc<Upstream>], pipelines: Vec<Pipeline>) -> Router {
         let routes = config
             .routes
             .iter()
-            .filter_map(|route| {
+            .zip(
+                pipelines
+                    .into_iter()
+                    .chain(std::iter::repeat_with(Pipeline::default)),
+            )
+            .filter_map(|(route, pipeline)| {
                 let name = config.route_upstream(route)?;
                 let upstream = upstreams.iter().find(|u| u.name == name)?.clone();
                 let timeout = route
@@ -59,10 +68,19 @@ impl Router {
                     upstream,
                     path: route.path.clone(),
                     response_timeout: timeout,
+                    pipeline,
                 })
             })
             .collect();
         Router { routes }
+    }
+
+    /// How many policies the routes hold in all.
+    pub fn policy_count(&self) -> usize {
+        self.routes
+            .iter()
+            .map(|r| r.pipeline.policies().len())
+            .sum()
     }
 
     pub fn find(&self, contract: &str, logical_address: &str, sender: &str) -> Option<&Route> {
@@ -111,7 +129,7 @@ upstream = "direct"
             .iter()
             .map(|u| Arc::new(Upstream::new(u, &config).unwrap()))
             .collect();
-        let router = Router::new(&config, &upstreams);
+        let router = Router::new(&config, &upstreams, Vec::new());
         let lab =
             "urn:riv:clinicalprocess:healthcond:actoutcome:GetLaboratoryOrderOutcomeResponder:4";
         let route = router.find(lab, "X", "se2321000016-a12b").unwrap();

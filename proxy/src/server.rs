@@ -75,7 +75,7 @@ struct Serving {
 
 /// Binds the configured listeners and starts serving.
 pub async fn start(config: &Config) -> Result<RunningProxy, StartError> {
-    let relay = Arc::new(Relay::new(config)?);
+    let relay = Arc::new(Relay::build(config).await?);
     let serving = Serving {
         relay,
         header_read_timeout: millis(config.proxy.header_read_timeout_ms),

@@ -58,7 +58,7 @@ fn a_good_config_passes() {
     let (ok, stdout, stderr) = check(&path);
     assert!(ok, "{stderr}");
     assert!(
-        stdout.contains("OK (1 upstream(s), 1 route(s))"),
+        stdout.contains("OK (1 upstream(s), 1 route(s), 0 policy(ies))"),
         "{stdout}"
     );
 }

@@ -300,6 +300,9 @@ allowed_sources = ["127.0.0.1"]
 [headers]
 osc_trusted_senders = ["{aggregator}"]
 
+[policies]
+cache_dir = "{cache}"
+
 [[upstream]]
 name = "ntjp"
 url = "{upstream_url}"
@@ -312,6 +315,7 @@ body_idle_timeout_ms = 1500
 "#,
         dir = pki.dir.path().display(),
         aggregator = ids::AGGREGATOR,
+        cache = policy_cache_dir().display(),
     )
 }
 
@@ -417,6 +421,63 @@ impl Drop for StaticProducer {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// The test policy (`plugins/test-policy`) built as a wasm32-wasip2 component, once per
+/// test binary. Real compiled components, as the host will run them in production.
+pub fn test_policy_wasm() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+            let status = std::process::Command::new(env!("CARGO"))
+                .current_dir(&workspace)
+                .args([
+                    "build",
+                    "--release",
+                    "--target",
+                    "wasm32-wasip2",
+                    "-p",
+                    "rtp-test-policy",
+                ])
+                .status()
+                .expect("run cargo build for the test policy");
+            assert!(
+                status.success(),
+                "building the test policy failed (is the wasm32-wasip2 target installed?)"
+            );
+            let target = std::env::var_os("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| workspace.join("target"));
+            let wasm = target.join("wasm32-wasip2/release/rtp_test_policy.wasm");
+            assert!(wasm.is_file(), "{} missing after the build", wasm.display());
+            wasm
+        })
+        .clone()
+}
+
+/// Compiled policies shared by the tests (the host's on-disk cache).
+pub fn policy_cache_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    target.join("test-policy-cache")
+}
+
+/// A `[[route]]` for everything with the test policy in the given behaviour.
+pub fn route_with_test_policy(behaviour: &str, failure_mode: &str) -> String {
+    format!(
+        r#"
+[[route]]
+name = "with-policy"
+
+[[route.policy]]
+file = "{wasm}"
+failure_mode = "{failure_mode}"
+settings = {{ behaviour = "{behaviour}", version = "v1" }}
+"#,
+        wasm = test_policy_wasm().display()
+    )
 }
 
 /// A port on loopback with nothing listening (bound, then released).

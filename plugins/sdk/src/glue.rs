@@ -13,10 +13,15 @@ pub mod bindings {
 
 use bindings::rtp::policy::types as wit;
 
-use crate::{Call, Edit, Header, Metadata, Patient, Period, Phase, RecordSummary, RequestAction, ResponseAction};
+use crate::{
+    Call, Edit, Header, Metadata, Patient, Period, Phase, RecordSummary, RequestAction,
+    ResponseAction,
+};
 
-pub use wit::{Call as WitCall, Metadata as WitMetadata, RecordSummary as WitRecordSummary,
-    RequestAction as WitRequestAction, ResponseAction as WitResponseAction};
+pub use wit::{
+    Call as WitCall, Metadata as WitMetadata, RecordSummary as WitRecordSummary,
+    RequestAction as WitRequestAction, ResponseAction as WitResponseAction,
+};
 
 pub fn call_from_wit(c: wit::Call) -> Call {
     Call {
@@ -27,15 +32,24 @@ pub fn call_from_wit(c: wit::Call) -> Call {
         sender: c.sender,
         original_consumer: c.original_consumer,
         acting_on_behalf_of: c.acting_on_behalf_of,
-        patient: c.patient.map(|p| Patient { id: p.id, kind: p.kind }),
-        period: c.period.map(|p| Period { start: p.start, end: p.end }),
+        patient: c.patient.map(|p| Patient {
+            id: p.id,
+            kind: p.kind,
+        }),
+        period: c.period.map(|p| Period {
+            start: p.start,
+            end: p.end,
+        }),
         period_element: c.period_element,
         source_system: c.source_system,
         correlation_id: c.correlation_id,
         headers: c
             .headers
             .into_iter()
-            .map(|h| Header { name: h.name, value: h.value })
+            .map(|h| Header {
+                name: h.name,
+                value: h.value,
+            })
             .collect(),
     }
 }
@@ -56,11 +70,17 @@ pub fn metadata_to_wit(m: Metadata) -> wit::Metadata {
 }
 
 fn fault_to_wit(f: crate::Fault) -> wit::Fault {
-    wit::Fault { code: f.code, message: f.message }
+    wit::Fault {
+        code: f.code,
+        message: f.message,
+    }
 }
 
 fn period_to_wit(p: Period) -> wit::Period {
-    wit::Period { start: p.start, end: p.end }
+    wit::Period {
+        start: p.start,
+        end: p.end,
+    }
 }
 
 pub fn request_action_to_wit(a: RequestAction) -> wit::RequestAction {
@@ -69,7 +89,10 @@ pub fn request_action_to_wit(a: RequestAction) -> wit::RequestAction {
             edits
                 .into_iter()
                 .map(|e| match e {
-                    Edit::SetHeader(h) => wit::Edit::SetHeader(wit::Header { name: h.name, value: h.value }),
+                    Edit::SetHeader(h) => wit::Edit::SetHeader(wit::Header {
+                        name: h.name,
+                        value: h.value,
+                    }),
                     Edit::RemoveHeader(n) => wit::Edit::RemoveHeader(n),
                     Edit::SetPeriod(p) => wit::Edit::SetPeriod(period_to_wit(p)),
                 })

@@ -70,8 +70,9 @@ mod tests {
 
     #[test]
     fn call_names_the_operation_from_the_contract() {
-        let call = call("urn:riv:clinicalprocess:healthcond:description:GetCareDocumentationResponder:2")
-            .with_header("X-Rivta-Test", "1");
+        let call =
+            call("urn:riv:clinicalprocess:healthcond:description:GetCareDocumentationResponder:2")
+                .with_header("X-Rivta-Test", "1");
         assert_eq!(call.operation, "GetCareDocumentation");
         assert_eq!(call.header("x-rivta-test"), Some("1"));
     }

@@ -37,7 +37,11 @@ pub struct TestPolicy {
 
 impl Policy for TestPolicy {
     fn describe() -> Metadata {
-        Metadata::new("test-policy", env!("CARGO_PKG_VERSION"), &[Phase::Request, Phase::Response])
+        Metadata::new(
+            "test-policy",
+            env!("CARGO_PKG_VERSION"),
+            &[Phase::Request, Phase::Response],
+        )
     }
 
     fn init(settings: &str) -> Result<Self, String> {
@@ -61,9 +65,10 @@ impl Policy for TestPolicy {
                     value: format!("seen {}", call.operation),
                 }),
             ]),
-            Behaviour::RemoveHeader => {
-                RequestAction::Proceed(vec![version, Edit::RemoveHeader("x-rivta-remove-me".into())])
-            }
+            Behaviour::RemoveHeader => RequestAction::Proceed(vec![
+                version,
+                Edit::RemoveHeader("x-rivta-remove-me".into()),
+            ]),
             Behaviour::SetPeriod => RequestAction::Proceed(vec![
                 version,
                 Edit::SetPeriod(Period {
@@ -89,9 +94,13 @@ impl Policy for TestPolicy {
 
     fn on_response(&self, _call: &Call, records: &[RecordSummary]) -> ResponseAction {
         match self.settings.behaviour {
-            Behaviour::DropEvenRecords => {
-                ResponseAction::Drop(records.iter().map(|r| r.index).filter(|i| i % 2 == 0).collect())
-            }
+            Behaviour::DropEvenRecords => ResponseAction::Drop(
+                records
+                    .iter()
+                    .map(|r| r.index)
+                    .filter(|i| i % 2 == 0)
+                    .collect(),
+            ),
             _ => ResponseAction::KeepAll,
         }
     }
@@ -115,7 +124,9 @@ mod tests {
     #[test]
     fn drops_even_records() {
         let policy = TestPolicy::init(r#"{"behaviour": "drop-even-records"}"#).unwrap();
-        let records: Vec<_> = (0..4).map(|i| testing::record(i, "VG", "VE", "20240101120000")).collect();
+        let records: Vec<_> = (0..4)
+            .map(|i| testing::record(i, "VG", "VE", "20240101120000"))
+            .collect();
         assert_eq!(
             policy.on_response(&testing::call("urn:x"), &records),
             ResponseAction::Drop(vec![0, 2])

@@ -1,0 +1,220 @@
+//! The wasmtime engine shared by all policies: compilation (cached on disk by content
+//! hash and engine compatibility), the epoch ticker that enforces call deadlines, and
+//! the linker with the host imports.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{Config, Engine, StoreLimits};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::bindings::rtp::policy::{clock, log, types};
+use super::bindings::Policy;
+
+/// How often the epoch advances: the unit of a call's deadline.
+pub const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// Why a policy could not be loaded. Names the file and the cause.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        file: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{file}: not a usable policy component: {message}")]
+    Compile { file: PathBuf, message: String },
+    #[error("{file}: {message}")]
+    Instantiate { file: PathBuf, message: String },
+    #[error("{file}: init refused the settings: {message}")]
+    Init { file: PathBuf, message: String },
+    #[error("wasm engine: {0}")]
+    Engine(String),
+}
+
+/// What every policy call's store holds: a WASI context with nothing granted (no
+/// files, no network, no environment), the memory limiter, and the policy's name for
+/// its log lines.
+pub struct State {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(crate) limits: StoreLimits,
+    policy: Arc<str>,
+}
+
+impl State {
+    pub fn new(policy: Arc<str>, limits: StoreLimits) -> State {
+        State {
+            wasi: WasiCtx::builder().build(),
+            table: ResourceTable::new(),
+            limits,
+            policy,
+        }
+    }
+}
+
+impl State {
+    pub(crate) fn set_policy_name(&mut self, name: Arc<str>) {
+        self.policy = name;
+    }
+}
+
+impl WasiView for State {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+// The types interface has no functions; its host trait is empty.
+impl types::Host for State {}
+
+impl clock::Host for State {
+    fn now_millis(&mut self) -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
+    }
+}
+
+impl log::Host for State {
+    fn log(&mut self, level: log::Level, message: String) {
+        let policy = &*self.policy;
+        match level {
+            log::Level::Debug => tracing::debug!(policy, "{message}"),
+            log::Level::Info => tracing::info!(policy, "{message}"),
+            log::Level::Warn => tracing::warn!(policy, "{message}"),
+            log::Level::Error => tracing::error!(policy, "{message}"),
+        }
+    }
+}
+
+/// The engine, linker and compile cache.
+#[derive(Clone)]
+pub struct PolicyEngine {
+    engine: Engine,
+    linker: Arc<Linker<State>>,
+    cache_dir: Option<PathBuf>,
+}
+
+impl PolicyEngine {
+    /// One engine per process. `cache_dir` keeps compiled components across restarts.
+    pub fn new(cache_dir: Option<PathBuf>) -> Result<PolicyEngine, LoadError> {
+        let mut config = Config::new();
+        // Deadlines: a policy that loops is interrupted at the next epoch check.
+        config.epoch_interruption(true);
+        config.wasm_component_model(true);
+        let engine = Engine::new(&config).map_err(|e| LoadError::Engine(e.to_string()))?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(|e| LoadError::Engine(e.to_string()))?;
+        Policy::add_to_linker::<State, HasSelf<State>>(&mut linker, |state| state)
+            .map_err(|e| LoadError::Engine(e.to_string()))?;
+        start_epoch_ticker(&engine).map_err(|e| {
+            LoadError::Engine(format!("cannot start the policy deadline thread: {e}"))
+        })?;
+        Ok(PolicyEngine {
+            engine,
+            linker: Arc::new(linker),
+            cache_dir,
+        })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub fn linker(&self) -> &Linker<State> {
+        &self.linker
+    }
+
+    /// Compiles a component file, or takes it from the cache, on a blocking thread.
+    /// Returns it with the SHA-256 of the file's bytes (the policy's content hash).
+    pub async fn compile(&self, file: &Path) -> Result<(Component, String), LoadError> {
+        let engine = self.clone();
+        let owned = file.to_owned();
+        tokio::task::spawn_blocking(move || engine.compile_blocking(&owned))
+            .await
+            .map_err(|e| LoadError::Engine(format!("compilation interrupted: {e}")))?
+    }
+
+    fn compile_blocking(&self, file: &Path) -> Result<(Component, String), LoadError> {
+        let bytes = std::fs::read(file).map_err(|source| LoadError::Read {
+            file: file.to_owned(),
+            source,
+        })?;
+        let hash = hex(&Sha256::digest(&bytes));
+        let cached = self
+            .cache_dir
+            .as_ref()
+            .map(|dir| dir.join(self.cache_name(&hash)));
+        if let Some(path) = &cached {
+            if path.is_file() {
+                // SAFETY: the cache directory holds only what this function serialised with a
+                // compatible engine (the name includes the engine's compatibility hash).
+                if let Ok(component) = unsafe { Component::deserialize_file(&self.engine, path) } {
+                    return Ok((component, hash));
+                }
+            }
+        }
+        let component =
+            Component::from_binary(&self.engine, &bytes).map_err(|e| LoadError::Compile {
+                file: file.to_owned(),
+                message: format!("{e:#}"),
+            })?;
+        if let Some(path) = &cached {
+            // A cache that cannot be written only costs a recompile next time.
+            if let Err(e) = write_cache(path, &component) {
+                tracing::warn!(path = %path.display(), error = %e, "policy compile cache not written");
+            }
+        }
+        Ok((component, hash))
+    }
+
+    fn cache_name(&self, content_hash: &str) -> String {
+        let mut hasher = DefaultHasher::new();
+        self.engine
+            .precompile_compatibility_hash()
+            .hash(&mut hasher);
+        format!("{content_hash}-{:016x}.cwasm", hasher.finish())
+    }
+}
+
+fn write_cache(path: &Path, component: &Component) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let bytes = component.serialize().map_err(|e| anyhow::anyhow!("{e}"))?;
+    // Write then rename, so a concurrent reader never sees half a file.
+    let tmp = path.with_extension(format!("tmp-{}", uuid::Uuid::new_v4()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] until the engine is dropped. Without
+/// it no deadline would fire, so failing to start it fails the engine.
+fn start_epoch_ticker(engine: &Engine) -> std::io::Result<()> {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("rtp-policy-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })
+        .map(|_| ())
+}
