@@ -120,6 +120,12 @@ pub struct PolicySandbox {
     /// Consecutive failures after which a policy counts as failed until reloaded.
     #[serde(default = "default_crash_loop_limit")]
     pub crash_loop_limit: u32,
+    /// Watch policy files and reload a policy when its file's content changes.
+    #[serde(default = "default_true")]
+    pub watch: bool,
+    /// Quiet time after the last file event before a reload check runs.
+    #[serde(default = "default_reload_debounce_ms")]
+    pub reload_debounce_ms: u64,
 }
 
 impl Default for PolicySandbox {
@@ -130,6 +136,8 @@ impl Default for PolicySandbox {
             memory_limit_bytes: default_policy_memory_bytes(),
             max_calls_per_instance: default_max_calls_per_instance(),
             crash_loop_limit: default_crash_loop_limit(),
+            watch: true,
+            reload_debounce_ms: default_reload_debounce_ms(),
         }
     }
 }
@@ -249,6 +257,12 @@ fn default_max_calls_per_instance() -> u64 {
 }
 fn default_crash_loop_limit() -> u32 {
     5
+}
+fn default_true() -> bool {
+    true
+}
+fn default_reload_debounce_ms() -> u64 {
+    100
 }
 
 pub fn millis(ms: u64) -> Duration {

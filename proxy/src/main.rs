@@ -114,11 +114,31 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
         let running = server::start(&config)
             .await
             .with_context(|| format!("starting with {}", path.display()))?;
-        demo::wait_for_stop_signal().await?;
+        serve_until_stopped(&running).await?;
         tracing::info!("stopping: no new connections, finishing calls in flight");
         running.shutdown().await;
         Ok(())
     })
+}
+
+/// Waits for SIGTERM or Ctrl-C; SIGHUP meanwhile reloads the policies whose files changed.
+async fn serve_until_stopped(running: &server::RunningProxy) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let stop = demo::wait_for_stop_signal();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            stopped = &mut stop => return stopped,
+            _ = hangup.recv() => match running.reloader() {
+                Some(reloader) => {
+                    let outcomes = reloader.reload_changed().await;
+                    tracing::info!(?outcomes, "SIGHUP: policy reload check done");
+                }
+                None => tracing::info!("SIGHUP: no policies configured, nothing to reload"),
+            },
+        }
+    }
 }
 
 async fn check(path: PathBuf) -> anyhow::Result<()> {

@@ -22,7 +22,9 @@ use crate::fault::{Fault, FaultCode};
 use crate::headers::{self, ForwardedIdentity};
 use crate::inspect::{inspect, InspectError, SOAP11_NS};
 use crate::policy::loaded::Limits as PolicyLimits;
-use crate::policy::{wit, LoadedPolicy, Pipeline, PolicyEngine, RequestDecision};
+use crate::policy::{
+    wit, LoadedPolicy, Pipeline, PolicyEngine, PolicyReloader, PolicySlot, RequestDecision,
+};
 use crate::routing::Router;
 use crate::upstream::{BoxError, IdleTimeoutBody, RelayError, Upstream};
 
@@ -53,6 +55,8 @@ pub struct Relay {
     plain_allowed: Vec<IpNet>,
     plain_anonymous_sender: Option<String>,
     router: Router,
+    /// Present when any route has policies.
+    reloader: Option<Arc<PolicyReloader>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +78,10 @@ impl Relay {
     /// Builds the handler: upstream clients, and every route's policies compiled (on
     /// blocking threads) and initialised.
     pub async fn build(config: &Config) -> Result<Relay, BuildError> {
+        let (pipelines, reloader) = match load_pipelines(config).await? {
+            Some((pipelines, reloader)) => (pipelines, Some(Arc::new(reloader))),
+            None => (Vec::new(), None),
+        };
         let upstreams = config
             .upstreams
             .iter()
@@ -103,13 +111,19 @@ impl Relay {
                 .http
                 .as_ref()
                 .and_then(|h| h.anonymous_sender.clone()),
-            router: Router::new(config, &upstreams, load_pipelines(config).await?),
+            router: Router::new(config, &upstreams, pipelines),
+            reloader,
         })
     }
 
     /// How many policies the routes hold in all.
     pub fn policy_count(&self) -> usize {
         self.router.policy_count()
+    }
+
+    /// Reloads policies whose files changed; None when no route has policies.
+    pub fn reloader(&self) -> Option<Arc<PolicyReloader>> {
+        self.reloader.clone()
     }
 
     /// Handles one call; never fails: every problem becomes a fault response.
@@ -369,11 +383,14 @@ impl Relay {
     }
 }
 
-/// Loads every route's policies (one engine for all of them). The first failure is
-/// returned, naming the route, the policy's position and file, and the cause.
-async fn load_pipelines(config: &Config) -> Result<Vec<Pipeline>, BuildError> {
+/// Loads every route's policies (one engine for all of them), with the reloader that
+/// replaces them later. The first failure is returned, naming the route, the policy's
+/// position and file, and the cause. None when no route has policies.
+async fn load_pipelines(
+    config: &Config,
+) -> Result<Option<(Vec<Pipeline>, PolicyReloader)>, BuildError> {
     if config.routes.iter().all(|r| r.policies.is_empty()) {
-        return Ok(Vec::new());
+        return Ok(None);
     }
     let sandbox = &config.policies;
     let engine = PolicyEngine::new(sandbox.cache_dir.as_ref().map(|d| config.resolve(d))).map_err(
@@ -390,14 +407,15 @@ async fn load_pipelines(config: &Config) -> Result<Vec<Pipeline>, BuildError> {
         crash_loop_limit: sandbox.crash_loop_limit,
     };
     let mut pipelines = Vec::with_capacity(config.routes.len());
+    let mut all_slots = Vec::new();
     for route in &config.routes {
-        let mut policies = Vec::with_capacity(route.policies.len());
+        let mut slots = Vec::with_capacity(route.policies.len());
         for (index, policy) in route.policies.iter().enumerate() {
             let settings = serde_json::to_string(&policy.settings).unwrap_or_else(|_| "{}".into());
             let loaded = LoadedPolicy::load(
                 &engine,
                 &config.resolve(&policy.file),
-                settings,
+                settings.clone(),
                 policy.failure_mode,
                 limits,
             )
@@ -407,11 +425,20 @@ async fn load_pipelines(config: &Config) -> Result<Vec<Pipeline>, BuildError> {
                 index,
                 source,
             })?;
-            policies.push(Arc::new(loaded));
+            let slot = Arc::new(PolicySlot::new(
+                route.name.clone(),
+                index,
+                loaded,
+                settings,
+                policy.failure_mode,
+                limits,
+            ));
+            all_slots.push(slot.clone());
+            slots.push(slot);
         }
-        pipelines.push(Pipeline::new(policies));
+        pipelines.push(Pipeline::new(slots));
     }
-    Ok(pipelines)
+    Ok(Some((pipelines, PolicyReloader::new(engine, all_slots))))
 }
 
 /// What policies see of a call.

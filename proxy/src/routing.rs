@@ -77,10 +77,7 @@ impl Router {
 
     /// How many policies the routes hold in all.
     pub fn policy_count(&self) -> usize {
-        self.routes
-            .iter()
-            .map(|r| r.pipeline.policies().len())
-            .sum()
+        self.routes.iter().map(|r| r.pipeline.slots().len()).sum()
     }
 
     pub fn find(&self, contract: &str, logical_address: &str, sender: &str) -> Option<&Route> {

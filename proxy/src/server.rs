@@ -18,6 +18,7 @@ use tracing::{debug, info, warn};
 
 use crate::config::{millis, Config};
 use crate::identity::SenderIdAttribute;
+use crate::policy::PolicyReloader;
 use crate::relay::{Caller, Relay};
 
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +34,8 @@ pub enum StartError {
     },
     #[error("https.sender_id_attribute is not a usable attribute")]
     SenderAttribute,
+    #[error("cannot watch the policy files: {0}")]
+    Watch(String),
 }
 
 /// A started proxy: where it listens and how to stop it.
@@ -41,6 +44,9 @@ pub struct RunningProxy {
     pub http_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    reloader: Option<Arc<PolicyReloader>>,
+    /// Kept alive while the proxy runs; dropping it stops the file watch.
+    _policy_watcher: Option<notify::RecommendedWatcher>,
 }
 
 impl RunningProxy {
@@ -57,6 +63,11 @@ impl RunningProxy {
         for task in &mut self.tasks {
             let _ = task.await;
         }
+    }
+
+    /// Reloads policies whose files changed (SIGHUP, an admin call); None without policies.
+    pub fn reloader(&self) -> Option<Arc<PolicyReloader>> {
+        self.reloader.clone()
     }
 
     /// A handle that triggers the shutdown from elsewhere (a signal handler).
@@ -76,6 +87,15 @@ struct Serving {
 /// Binds the configured listeners and starts serving.
 pub async fn start(config: &Config) -> Result<RunningProxy, StartError> {
     let relay = Arc::new(Relay::build(config).await?);
+    let reloader = relay.reloader();
+    let policy_watcher = match &reloader {
+        Some(reloader) if config.policies.watch => Some(
+            reloader
+                .watch(millis(config.policies.reload_debounce_ms))
+                .map_err(|e| StartError::Watch(e.to_string()))?,
+        ),
+        _ => None,
+    };
     let serving = Serving {
         relay,
         header_read_timeout: millis(config.proxy.header_read_timeout_ms),
@@ -125,6 +145,8 @@ pub async fn start(config: &Config) -> Result<RunningProxy, StartError> {
         http_addr,
         shutdown,
         tasks,
+        reloader,
+        _policy_watcher: policy_watcher,
     })
 }
 

@@ -302,6 +302,9 @@ osc_trusted_senders = ["{aggregator}"]
 
 [policies]
 cache_dir = "{cache}"
+# Tests run an unoptimised wasmtime on a busy 2-core machine: a wider deadline than the
+# production default keeps a slow but well-behaved call from counting as a runaway.
+deadline_ms = 50
 
 [[upstream]]
 name = "ntjp"
@@ -452,6 +455,50 @@ pub fn test_policy_wasm() -> PathBuf {
             let wasm = target.join("wasm32-wasip2/release/rtp_test_policy.wasm");
             assert!(wasm.is_file(), "{} missing after the build", wasm.display());
             wasm
+        })
+        .clone()
+}
+
+/// Two builds of the test policy that differ only in their build stamp (`a` and `b`),
+/// for reload tests. Built in their own target directory so they never overwrite the
+/// component other tests are running.
+pub fn test_policy_builds() -> (PathBuf, PathBuf) {
+    static BUILT: std::sync::OnceLock<(PathBuf, PathBuf)> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+            let target = std::env::var_os("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| workspace.join("target"));
+            let build_dir = target.join("test-policy-builds");
+            let out = |stamp: &str| {
+                let status = std::process::Command::new(env!("CARGO"))
+                    .current_dir(&workspace)
+                    .env("CARGO_TARGET_DIR", &build_dir)
+                    .env("RTP_TEST_POLICY_STAMP", stamp)
+                    .args([
+                        "build",
+                        "--release",
+                        "--target",
+                        "wasm32-wasip2",
+                        "-p",
+                        "rtp-test-policy",
+                    ])
+                    .status()
+                    .expect("run cargo build for the test policy");
+                assert!(
+                    status.success(),
+                    "building test policy build {stamp} failed"
+                );
+                let kept = build_dir.join(format!("test-policy-{stamp}.wasm"));
+                std::fs::copy(
+                    build_dir.join("wasm32-wasip2/release/rtp_test_policy.wasm"),
+                    &kept,
+                )
+                .expect("keep the build");
+                kept
+            };
+            (out("a"), out("b"))
         })
         .clone()
 }

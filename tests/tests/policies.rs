@@ -293,7 +293,7 @@ async fn instances_are_reused_and_answer_consistently() {
     assert_eq!(policy.content_hash.len(), 64);
     for _ in 0..100 {
         match policy.on_request(&test_call()).await.unwrap() {
-            wit::RequestAction::Proceed(edits) => assert_eq!(edits.len(), 1),
+            wit::RequestAction::Proceed(edits) => assert_eq!(edits.len(), 2),
             other => panic!("{other:?}"),
         }
     }

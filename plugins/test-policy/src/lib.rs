@@ -3,8 +3,10 @@
 //!
 //! Settings (JSON): `{"behaviour": "...", "version": "..."}` where behaviour is one of
 //! `allow`, `reject`, `set-header`, `remove-header`, `set-period`, `drop-even-records`,
-//! `trap`, `loop`, `allocate`. `version` is reported by `describe` via a header edit
-//! (`x-test-policy-version`) so tests can tell versions apart.
+//! `trap`, `loop`, `allocate`. `version` comes back as the header edit
+//! `x-test-policy-version`; the build stamp (`RTP_TEST_POLICY_STAMP` at build time) as
+//! `x-test-policy-build` and as `describe`'s version, so reload tests can tell two
+//! builds of this component apart.
 
 use rtp_policy_sdk::*;
 use serde::Deserialize;
@@ -31,17 +33,19 @@ enum Behaviour {
     Allocate,
 }
 
+/// Which build of the component this is.
+const BUILD: &str = match option_env!("RTP_TEST_POLICY_STAMP") {
+    Some(stamp) => stamp,
+    None => env!("CARGO_PKG_VERSION"),
+};
+
 pub struct TestPolicy {
     settings: Settings,
 }
 
 impl Policy for TestPolicy {
     fn describe() -> Metadata {
-        Metadata::new(
-            "test-policy",
-            env!("CARGO_PKG_VERSION"),
-            &[Phase::Request, Phase::Response],
-        )
+        Metadata::new("test-policy", BUILD, &[Phase::Request, Phase::Response])
     }
 
     fn init(settings: &str) -> Result<Self, String> {
@@ -55,8 +59,14 @@ impl Policy for TestPolicy {
             name: "x-test-policy-version".into(),
             value: self.settings.version.clone(),
         });
+        let build = Edit::SetHeader(Header {
+            name: "x-test-policy-build".into(),
+            value: BUILD.into(),
+        });
         match self.settings.behaviour {
-            Behaviour::Allow | Behaviour::DropEvenRecords => RequestAction::Proceed(vec![version]),
+            Behaviour::Allow | Behaviour::DropEvenRecords => {
+                RequestAction::Proceed(vec![version, build])
+            }
             Behaviour::Reject => RequestAction::reject("RTP199", "rejected by the test policy"),
             Behaviour::SetHeader => RequestAction::Proceed(vec![
                 version,

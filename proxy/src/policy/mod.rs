@@ -6,6 +6,7 @@
 //! - [`loaded`]: a loaded policy: its pre-linked component, settings and pool of ready
 //!   instances, and what happens when it fails.
 //! - [`pipeline`]: a route's ordered policies and the request phase.
+//! - [`reload`]: replacing a policy while calls flow (file watch, manual trigger).
 
 mod bindings {
     // Exports are called asynchronously: WASI's host side runs on tokio, and a guest
@@ -20,8 +21,10 @@ mod bindings {
 pub mod engine;
 pub mod loaded;
 pub mod pipeline;
+pub mod reload;
 
 pub use bindings::rtp::policy::types as wit;
 pub use engine::{LoadError, PolicyEngine};
 pub use loaded::{FailureMode, LoadedPolicy};
 pub use pipeline::{Pipeline, RequestDecision};
+pub use reload::{PolicyReloader, PolicySlot, ReloadOutcome};

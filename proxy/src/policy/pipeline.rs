@@ -4,7 +4,8 @@
 
 use std::sync::Arc;
 
-use super::loaded::{FailureMode, LoadedPolicy};
+use super::loaded::FailureMode;
+use super::reload::PolicySlot;
 use super::wit;
 use crate::fault::{Fault, FaultCode};
 
@@ -19,26 +20,31 @@ pub enum RequestDecision {
 /// The policies of one route, in order.
 #[derive(Debug, Default, Clone)]
 pub struct Pipeline {
-    policies: Vec<Arc<LoadedPolicy>>,
+    slots: Vec<Arc<PolicySlot>>,
 }
 
 impl Pipeline {
-    pub fn new(policies: Vec<Arc<LoadedPolicy>>) -> Pipeline {
-        Pipeline { policies }
+    pub fn new(slots: Vec<Arc<PolicySlot>>) -> Pipeline {
+        Pipeline { slots }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.policies.is_empty()
+        self.slots.is_empty()
     }
 
-    pub fn policies(&self) -> &[Arc<LoadedPolicy>] {
-        &self.policies
+    pub fn slots(&self) -> &[Arc<PolicySlot>] {
+        &self.slots
     }
 
     /// Runs every request-phase policy over the call.
     pub async fn on_request(&self, mut call: wit::Call) -> RequestDecision {
         let mut edits = Vec::new();
-        for policy in self.policies.iter().filter(|p| p.wants_request) {
+        // Each policy's version in force when the call reaches it; a reload meanwhile
+        // does not change the version a running call uses.
+        for policy in self.slots.iter().map(|slot| slot.current()) {
+            if !policy.wants_request {
+                continue;
+            }
             match policy.on_request(&call).await {
                 Ok(wit::RequestAction::Proceed(policy_edits)) => {
                     for edit in &policy_edits {
