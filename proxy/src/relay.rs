@@ -473,7 +473,7 @@ fn policy_call(
         correlation_id: identity.correlation_id.clone(),
         headers: headers
             .iter()
-            .filter(|(name, _)| !name.as_str().starts_with("x-vp-"))
+            .filter(|(name, _)| selected_for_policies(name.as_str()))
             .filter_map(|(name, value)| {
                 Some(wit::Header {
                     name: name.as_str().to_owned(),
@@ -482,6 +482,16 @@ fn policy_call(
             })
             .collect(),
     }
+}
+
+/// The request headers policies see: the RIV-TA and platform headers and SOAPAction.
+/// Copying every header into every policy's memory on every call would cost more than
+/// the policies' own work; `x-vp-*` (NTjP-internal) is never shown.
+fn selected_for_policies(name: &str) -> bool {
+    name.starts_with("x-rivta-")
+        || name.starts_with("x-skltp-")
+        || name.starts_with("x-rtp-")
+        || name == "soapaction"
 }
 
 /// Headers the host manages itself: a policy's edits to them are ignored.
@@ -597,4 +607,31 @@ fn relay_fault(e: RelayError) -> Fault {
         _ => e.to_string(),
     };
     Fault::new(FaultCode::Vp009, detail)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policies_see_riv_ta_and_platform_headers_but_never_x_vp() {
+        for shown in [
+            "x-rivta-original-serviceconsumer-hsaid",
+            "x-skltp-correlation-id",
+            "x-rtp-actor",
+            "soapaction",
+        ] {
+            assert!(selected_for_policies(shown), "{shown}");
+        }
+        for hidden in ["x-vp-sender-id", "authorization", "cookie", "host"] {
+            assert!(!selected_for_policies(hidden), "{hidden}");
+        }
+    }
+
+    #[test]
+    fn host_managed_headers_are_not_for_policies_to_edit() {
+        assert!(host_managed("Content-Length"));
+        assert!(host_managed("x-vp-instance-id"));
+        assert!(!host_managed("x-rivta-original-serviceconsumer-hsaid"));
+    }
 }

@@ -2,7 +2,7 @@
 //! settings, so one component covers every behaviour the host must survive.
 //!
 //! Settings (JSON): `{"behaviour": "...", "version": "..."}` where behaviour is one of
-//! `allow`, `reject`, `set-header`, `remove-header`, `set-period`, `drop-even-records`,
+//! `noop`, `allow`, `reject`, `set-header`, `remove-header`, `set-period`, `drop-even-records`,
 //! `trap`, `loop`, `allocate`. `version` comes back as the header edit
 //! `x-test-policy-version`; the build stamp (`RTP_TEST_POLICY_STAMP` at build time) as
 //! `x-test-policy-build` and as `describe`'s version, so reload tests can tell two
@@ -22,6 +22,8 @@ struct Settings {
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 enum Behaviour {
+    /// Proceed without edits: the cost of a policy that decides nothing.
+    Noop,
     Allow,
     Reject,
     SetHeader,
@@ -64,6 +66,7 @@ impl Policy for TestPolicy {
             value: BUILD.into(),
         });
         match self.settings.behaviour {
+            Behaviour::Noop => RequestAction::proceed(),
             Behaviour::Allow | Behaviour::DropEvenRecords => {
                 RequestAction::Proceed(vec![version, build])
             }
