@@ -426,36 +426,52 @@ impl Drop for StaticProducer {
     }
 }
 
+fn workspace_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The workspace's target directory (honouring `CARGO_TARGET_DIR`).
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_dir().join("target"))
+}
+
+/// Builds the test policy for wasm32-wasip2 into `target` (with a build stamp, if given)
+/// and returns the component file.
+fn build_test_policy(target: &Path, stamp: Option<&str>) -> PathBuf {
+    let mut cargo = std::process::Command::new(env!("CARGO"));
+    cargo
+        .current_dir(workspace_dir())
+        .env("CARGO_TARGET_DIR", target)
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "-p",
+            "rtp-test-policy",
+        ]);
+    match stamp {
+        Some(stamp) => cargo.env("RTP_TEST_POLICY_STAMP", stamp),
+        None => cargo.env_remove("RTP_TEST_POLICY_STAMP"),
+    };
+    let status = cargo.status().expect("run cargo build for the test policy");
+    assert!(
+        status.success(),
+        "building the test policy failed (is the wasm32-wasip2 target installed?)"
+    );
+    let wasm = target.join("wasm32-wasip2/release/rtp_test_policy.wasm");
+    assert!(wasm.is_file(), "{} missing after the build", wasm.display());
+    wasm
+}
+
 /// The test policy (`plugins/test-policy`) built as a wasm32-wasip2 component, once per
 /// test binary. Real compiled components, as the host will run them in production.
 pub fn test_policy_wasm() -> PathBuf {
     static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     BUILT
-        .get_or_init(|| {
-            let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-            let status = std::process::Command::new(env!("CARGO"))
-                .current_dir(&workspace)
-                .args([
-                    "build",
-                    "--release",
-                    "--target",
-                    "wasm32-wasip2",
-                    "-p",
-                    "rtp-test-policy",
-                ])
-                .status()
-                .expect("run cargo build for the test policy");
-            assert!(
-                status.success(),
-                "building the test policy failed (is the wasm32-wasip2 target installed?)"
-            );
-            let target = std::env::var_os("CARGO_TARGET_DIR")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| workspace.join("target"));
-            let wasm = target.join("wasm32-wasip2/release/rtp_test_policy.wasm");
-            assert!(wasm.is_file(), "{} missing after the build", wasm.display());
-            wasm
-        })
+        .get_or_init(|| build_test_policy(&target_dir(), None))
         .clone()
 }
 
@@ -466,49 +482,30 @@ pub fn test_policy_builds() -> (PathBuf, PathBuf) {
     static BUILT: std::sync::OnceLock<(PathBuf, PathBuf)> = std::sync::OnceLock::new();
     BUILT
         .get_or_init(|| {
-            let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-            let target = std::env::var_os("CARGO_TARGET_DIR")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| workspace.join("target"));
-            let build_dir = target.join("test-policy-builds");
-            let out = |stamp: &str| {
-                let status = std::process::Command::new(env!("CARGO"))
-                    .current_dir(&workspace)
-                    .env("CARGO_TARGET_DIR", &build_dir)
-                    .env("RTP_TEST_POLICY_STAMP", stamp)
-                    .args([
-                        "build",
-                        "--release",
-                        "--target",
-                        "wasm32-wasip2",
-                        "-p",
-                        "rtp-test-policy",
-                    ])
-                    .status()
-                    .expect("run cargo build for the test policy");
-                assert!(
-                    status.success(),
-                    "building test policy build {stamp} failed"
-                );
+            let build_dir = target_dir().join("test-policy-builds");
+            let keep = |stamp: &str| {
                 let kept = build_dir.join(format!("test-policy-{stamp}.wasm"));
-                std::fs::copy(
-                    build_dir.join("wasm32-wasip2/release/rtp_test_policy.wasm"),
-                    &kept,
-                )
-                .expect("keep the build");
+                std::fs::copy(build_test_policy(&build_dir, Some(stamp)), &kept)
+                    .expect("keep the build");
                 kept
             };
-            (out("a"), out("b"))
+            (keep("a"), keep("b"))
         })
         .clone()
 }
 
+/// Sandbox limits for tests that drive a policy directly: the production defaults with
+/// the wider deadline of `proxy_toml` (an unoptimised wasmtime on a busy machine).
+pub fn test_limits() -> rtp_proxy::policy::loaded::Limits {
+    rtp_proxy::policy::loaded::Limits {
+        deadline_ticks: 50,
+        ..Default::default()
+    }
+}
+
 /// Compiled policies shared by the tests (the host's on-disk cache).
 pub fn policy_cache_dir() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    target.join("test-policy-cache")
+    target_dir().join("test-policy-cache")
 }
 
 /// A `[[route]]` for everything with the test policy in the given behaviour.

@@ -235,7 +235,7 @@ async fn reload_mode_retries_on_a_fresh_instance_and_a_crash_loop_disables_the_p
     let engine = PolicyEngine::new(None).unwrap();
     let limits = Limits {
         crash_loop_limit: 4,
-        ..Limits::default()
+        ..test_limits()
     };
     let settings = r#"{"behaviour":"trap"}"#.to_owned();
     let policy = LoadedPolicy::load(
@@ -284,7 +284,7 @@ async fn instances_are_reused_and_answer_consistently() {
         &test_policy_wasm(),
         settings,
         FailureMode::FailClosed,
-        Limits::default(),
+        test_limits(),
     )
     .await
     .unwrap();
