@@ -190,10 +190,7 @@ async fn an_upstream_that_is_down_gives_vp009() {
 
 #[tokio::test]
 async fn a_slow_upstream_times_out_with_vp009() {
-    let pki = Pki::generate();
-    let sim = start_sim(&sim_toml(&pki, "")).await;
-    let url = format!("https://127.0.0.1:{}", sim.https_addr().unwrap().port());
-    let proxy = start_proxy(&proxy_toml(&pki, &url, "[[route]]\nname = \"all\"\n")).await;
+    let Stack { pki, sim, proxy } = Stack::start("[[route]]\nname = \"all\"\n").await;
     let started = std::time::Instant::now();
     let reply = post_tls(
         proxy.https_addr.unwrap(),
@@ -219,10 +216,7 @@ async fn a_slow_upstream_times_out_with_vp009() {
 
 #[tokio::test]
 async fn an_upstream_resetting_mid_response_never_yields_a_complete_answer() {
-    let pki = Pki::generate();
-    let sim = start_sim(&sim_toml(&pki, "")).await;
-    let url = format!("https://127.0.0.1:{}", sim.https_addr().unwrap().port());
-    let proxy = start_proxy(&proxy_toml(&pki, &url, "[[route]]\nname = \"all\"\n")).await;
+    let Stack { pki, sim, proxy } = Stack::start("[[route]]\nname = \"all\"\n").await;
     let result = post_tls(
         proxy.https_addr.unwrap(),
         &pki.client(Some("consumer")),

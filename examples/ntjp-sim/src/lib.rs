@@ -96,9 +96,9 @@ pub async fn start(config: SimConfig) -> Result<RunningSim, SimError> {
         let listener = bind(https.listen).await?;
         https_addr = listener.local_addr().ok();
         tracing::info!(addr = ?https_addr, "NTjP simulator listening (mTLS)");
-        tasks.push(tokio::spawn(server::serve_https(
+        tasks.push(tokio::spawn(server::serve(
             listener,
-            tokio_rustls::TlsAcceptor::from(tls_config),
+            Some(tokio_rustls::TlsAcceptor::from(tls_config)),
             shared.clone(),
             shutdown_rx.clone(),
         )));
@@ -107,8 +107,9 @@ pub async fn start(config: SimConfig) -> Result<RunningSim, SimError> {
         let listener = bind(http.listen).await?;
         http_addr = listener.local_addr().ok();
         tracing::info!(addr = ?http_addr, "NTjP simulator listening (plain HTTP)");
-        tasks.push(tokio::spawn(server::serve_http(
+        tasks.push(tokio::spawn(server::serve(
             listener,
+            None,
             shared.clone(),
             shutdown_rx,
         )));

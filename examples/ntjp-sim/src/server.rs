@@ -74,60 +74,11 @@ struct ConnInfo {
     peer: SocketAddr,
 }
 
-/// Accept loop for the HTTPS listener; ends when `shutdown` flips.
-pub(crate) async fn serve_https(
+/// Accept loop for one listener (mutual TLS when `acceptor` is given, else plain
+/// HTTP); ends when `shutdown` flips.
+pub(crate) async fn serve(
     listener: TcpListener,
-    acceptor: TlsAcceptor,
-    shared: Arc<Shared>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let mut conns = JoinSet::new();
-    loop {
-        while conns.try_join_next().is_some() {}
-        let (stream, peer) = tokio::select! {
-            res = listener.accept() => match res {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = shutdown.changed() => break,
-        };
-        let acceptor = acceptor.clone();
-        let shared = shared.clone();
-        conns.spawn(async move {
-            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => {
-                    tracing::info!(%peer, error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::info!(%peer, "TLS handshake timed out");
-                    return;
-                }
-            };
-            let cert_sender = tls
-                .get_ref()
-                .1
-                .peer_certificates()
-                .and_then(|c| c.first())
-                .and_then(|c| crate::tls::sender_id_from_cert(c.as_ref()));
-            let info = ConnInfo {
-                transport: Transport::Https { cert_sender },
-                peer,
-            };
-            serve_connection(tls, info, shared).await;
-        });
-    }
-    conns.shutdown().await;
-}
-
-/// Accept loop for the plain HTTP listener; ends when `shutdown` flips.
-pub(crate) async fn serve_http(
-    listener: TcpListener,
+    acceptor: Option<TlsAcceptor>,
     shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -146,11 +97,43 @@ pub(crate) async fn serve_http(
             _ = shutdown.changed() => break,
         };
         let shared = shared.clone();
-        let info = ConnInfo {
-            transport: Transport::Http,
-            peer,
-        };
-        conns.spawn(serve_connection(stream, info, shared));
+        match acceptor.clone() {
+            None => {
+                let info = ConnInfo {
+                    transport: Transport::Http,
+                    peer,
+                };
+                conns.spawn(serve_connection(stream, info, shared));
+            }
+            Some(acceptor) => {
+                conns.spawn(async move {
+                    let handshake =
+                        tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream));
+                    let tls = match handshake.await {
+                        Ok(Ok(tls)) => tls,
+                        Ok(Err(e)) => {
+                            tracing::info!(%peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::info!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    };
+                    let cert_sender = tls
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|c| c.first())
+                        .and_then(|c| crate::tls::sender_id_from_cert(c.as_ref()));
+                    let info = ConnInfo {
+                        transport: Transport::Https { cert_sender },
+                        peer,
+                    };
+                    serve_connection(tls, info, shared).await;
+                });
+            }
+        }
     }
     conns.shutdown().await;
 }
