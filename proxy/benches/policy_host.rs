@@ -78,7 +78,7 @@ fn policy_calls(c: &mut Criterion) {
         .build()
         .unwrap();
     let file = build_test_policy("a");
-    let engine = PolicyEngine::new(None).unwrap();
+    let engine = PolicyEngine::new(None, Default::default()).unwrap();
     let load = |limits: Limits| {
         rt.block_on(LoadedPolicy::load(
             &engine,
@@ -137,7 +137,7 @@ fn reload_latency(c: &mut Criterion) {
     let cache = tempfile::tempdir().unwrap();
     let file = dir.path().join("policy.wasm");
     std::fs::copy(&builds[0], &file).unwrap();
-    let engine = PolicyEngine::new(Some(cache.path().to_owned())).unwrap();
+    let engine = PolicyEngine::new(Some(cache.path().to_owned()), Default::default()).unwrap();
     let policy = rt
         .block_on(LoadedPolicy::load(
             &engine,

@@ -23,7 +23,8 @@ use crate::headers::{self, ForwardedIdentity};
 use crate::inspect::{inspect, InspectError, SOAP11_NS};
 use crate::policy::loaded::Limits as PolicyLimits;
 use crate::policy::{
-    wit, LoadedPolicy, Pipeline, PolicyEngine, PolicyReloader, PolicySlot, RequestDecision,
+    wit, HostServices, LoadedPolicy, Pipeline, PolicyEngine, PolicyReloader, PolicySlot,
+    RequestDecision,
 };
 use crate::routing::Router;
 use crate::upstream::{BoxError, IdleTimeoutBody, RelayError, Upstream};
@@ -393,13 +394,15 @@ async fn load_pipelines(
         return Ok(None);
     }
     let sandbox = &config.policies;
-    let engine = PolicyEngine::new(sandbox.cache_dir.as_ref().map(|d| config.resolve(d))).map_err(
-        |source| BuildError::Policy {
-            route: "-".into(),
-            index: 0,
-            source,
-        },
-    )?;
+    let engine = PolicyEngine::new(
+        sandbox.cache_dir.as_ref().map(|d| config.resolve(d)),
+        HostServices::default(),
+    )
+    .map_err(|source| BuildError::Policy {
+        route: "-".into(),
+        index: 0,
+        source,
+    })?;
     let limits = PolicyLimits {
         deadline_ticks: sandbox.deadline_ms,
         memory_bytes: sandbox.memory_limit_bytes,
@@ -516,6 +519,11 @@ fn apply_edits(
     out_headers: &mut HeaderMap,
     body: Bytes,
 ) -> Result<Bytes, Fault> {
+    let correlation_id = out_headers
+        .get(headers::CORRELATION_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
     let mut period = None;
     for edit in edits {
         match edit {
@@ -541,6 +549,9 @@ fn apply_edits(
                 warn!(header = %name, "a policy's edit of a host-managed header is ignored");
             }
             wit::Edit::SetPeriod(p) => period = Some(p),
+            wit::Edit::Note(note) => {
+                info!(correlation_id = %correlation_id, note = %note.name, value = %note.value, "policy note");
+            }
         }
     }
     match period {

@@ -13,9 +13,11 @@ pub mod bindings {
 
 use bindings::rtp::policy::types as wit;
 
+use bindings::rtp::policy::{access_log as wit_log, blocks as wit_blocks};
+
 use crate::{
-    Call, Edit, Header, Metadata, Patient, Period, Phase, RecordSummary, RequestAction,
-    ResponseAction,
+    AccessEntry, Block, BlockKind, Call, Edit, Header, Metadata, Patient, Period, Phase,
+    RecordSummary, RecordTime, RequestAction, ResponseAction, TemporaryRevoke,
 };
 
 pub use wit::{
@@ -95,6 +97,10 @@ pub fn request_action_to_wit(a: RequestAction) -> wit::RequestAction {
                     }),
                     Edit::RemoveHeader(n) => wit::Edit::RemoveHeader(n),
                     Edit::SetPeriod(p) => wit::Edit::SetPeriod(period_to_wit(p)),
+                    Edit::Note(h) => wit::Edit::Note(wit::Header {
+                        name: h.name,
+                        value: h.value,
+                    }),
                 })
                 .collect(),
         ),
@@ -107,9 +113,17 @@ pub fn records_from_wit(records: Vec<wit::RecordSummary>) -> Vec<RecordSummary> 
         .into_iter()
         .map(|r| RecordSummary {
             index: r.index,
+            id: r.id,
             care_provider: r.care_provider,
             care_unit: r.care_unit,
-            times: r.times,
+            times: r
+                .times
+                .into_iter()
+                .map(|t| RecordTime {
+                    field: t.field,
+                    value: t.value,
+                })
+                .collect(),
             source_system: r.source_system,
             information_type: r.information_type,
             approved_for_patient: r.approved_for_patient,
@@ -122,6 +136,49 @@ pub fn response_action_to_wit(a: ResponseAction) -> wit::ResponseAction {
         ResponseAction::KeepAll => wit::ResponseAction::KeepAll,
         ResponseAction::Drop(indexes) => wit::ResponseAction::Drop(indexes),
         ResponseAction::Replace(f) => wit::ResponseAction::Replace(fault_to_wit(f)),
+    }
+}
+
+pub fn block_from_wit(b: wit_blocks::Block) -> Block {
+    Block {
+        id: b.id,
+        kind: match b.kind {
+            wit_blocks::BlockKind::Inner => BlockKind::Inner,
+            wit_blocks::BlockKind::Outer => BlockKind::Outer,
+        },
+        care_provider: b.care_provider,
+        care_unit: b.care_unit,
+        start_date: b.start_date,
+        end_date: b.end_date,
+        excluded_information_types: b.excluded_information_types,
+        temporary_revokes: b
+            .temporary_revokes
+            .into_iter()
+            .map(|r| TemporaryRevoke {
+                revoked_for_care_unit: r.revoked_for_care_unit,
+                revoked_for_employee: r.revoked_for_employee,
+                end_date: r.end_date,
+            })
+            .collect(),
+    }
+}
+
+pub fn access_entry_to_wit(e: &AccessEntry) -> wit_log::AccessEntry {
+    wit_log::AccessEntry {
+        user: e.user.clone(),
+        care_unit: e.care_unit.clone(),
+        care_provider: e.care_provider.clone(),
+        activity: e.activity.clone(),
+        purpose: e.purpose.clone(),
+        patient_id: e.patient_id.clone(),
+        owners: e
+            .owners
+            .iter()
+            .map(|o| wit_log::Owner {
+                care_provider: o.care_provider.clone(),
+                care_unit: o.care_unit.clone(),
+            })
+            .collect(),
     }
 }
 

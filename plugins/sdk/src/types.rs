@@ -82,6 +82,8 @@ pub enum Edit {
     RemoveHeader(String),
     /// Rewrites (or inserts) the period in the request body.
     SetPeriod(Period),
+    /// A key and value for the call's decision log; never forwarded.
+    Note(Header),
 }
 
 /// A refusal, answered as a SOAP fault. Never put personal data in it.
@@ -112,17 +114,107 @@ impl RequestAction {
     }
 }
 
+/// A time found in a record: where (element path below the record, e.g.
+/// `careDocumentationHeader/documentTime`) and its value as written (`YYYYMMDDhhmmss`, or
+/// `YYYYMMDD` for date fields).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecordTime {
+    pub field: String,
+    pub value: String,
+}
+
+impl RecordTime {
+    /// Whether the field path ends with `suffix` at an element boundary
+    /// (`a/b/authorTime` ends with `authorTime` and with `b/authorTime`).
+    pub fn is(&self, suffix: &str) -> bool {
+        self.field == suffix
+            || (self.field.ends_with(suffix)
+                && self.field.as_bytes()[self.field.len() - suffix.len() - 1] == b'/')
+    }
+
+    /// The date part, `YYYYMMDD`, if the value starts with eight digits.
+    pub fn date(&self) -> Option<&str> {
+        let date = self.value.get(..8)?;
+        date.bytes().all(|b| b.is_ascii_digit()).then_some(date)
+    }
+}
+
 /// One record of a response, as the host extracted it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RecordSummary {
+    /// Position in the response, counting from 0 across batches.
     pub index: u32,
+    /// The record's own id, if it has one.
+    pub id: Option<String>,
+    /// Owner care provider HSA-id.
     pub care_provider: Option<String>,
+    /// Owner care unit HSA-id.
     pub care_unit: Option<String>,
-    /// Record times, `YYYYMMDDhhmmss`.
-    pub times: Vec<String>,
+    pub times: Vec<RecordTime>,
     pub source_system: Option<String>,
+    /// `lak`, `upp`, or the contract's EI categorisation.
     pub information_type: Option<String>,
     pub approved_for_patient: Option<bool>,
+}
+
+impl RecordSummary {
+    /// The first time whose field ends with `suffix` (see [`RecordTime::is`]).
+    pub fn time(&self, suffix: &str) -> Option<&RecordTime> {
+        self.times.iter().find(|t| t.is(suffix))
+    }
+}
+
+/// The kind of a patient block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockKind {
+    /// Between care units of one care provider.
+    Inner,
+    /// Between care providers.
+    Outer,
+}
+
+/// A temporary lift of a block for one accessing care unit (and employee).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TemporaryRevoke {
+    pub revoked_for_care_unit: String,
+    pub revoked_for_employee: Option<String>,
+    /// Last day the revoke holds, `YYYYMMDD`.
+    pub end_date: String,
+}
+
+/// A patient block, as the block service states it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Block {
+    pub id: String,
+    pub kind: BlockKind,
+    pub care_provider: String,
+    pub care_unit: Option<String>,
+    /// Validity of the blocked information, `YYYYMMDD`; `None` is open-ended.
+    pub start_date: Option<String>,
+    pub end_date: Option<String>,
+    /// `lak`, `upp`: information types the block does not cover.
+    pub excluded_information_types: Vec<String>,
+    pub temporary_revokes: Vec<TemporaryRevoke>,
+}
+
+/// The owner of records released to a user.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Owner {
+    pub care_provider: String,
+    pub care_unit: Option<String>,
+}
+
+/// A PDL access-log entry (StoreLog 1 shape); the host adds id, time and system.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessEntry {
+    pub user: String,
+    pub care_unit: String,
+    pub care_provider: String,
+    /// `Läsa` or `Nödöppning`.
+    pub activity: String,
+    pub purpose: String,
+    pub patient_id: String,
+    pub owners: Vec<Owner>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

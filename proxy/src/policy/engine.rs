@@ -13,8 +13,9 @@ use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{Config, Engine, StoreLimits};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::rtp::policy::{clock, log, types};
+use super::bindings::rtp::policy::{access_log, blocks, clock, log, types};
 use super::bindings::Policy;
+use super::capabilities::{validate_access_entry, AccessEntry, HostServices};
 
 /// How often the epoch advances: the unit of a call's deadline.
 pub const EPOCH_TICK: Duration = Duration::from_millis(1);
@@ -38,29 +39,46 @@ pub enum LoadError {
 }
 
 /// What every policy call's store holds: a WASI context with nothing granted (no
-/// files, no network, no environment), the memory limiter, and the policy's name for
-/// its log lines.
+/// files, no network, no environment), the memory limiter, the policy's name for its
+/// log lines, and the capabilities the host lends.
 pub struct State {
     wasi: WasiCtx,
     table: ResourceTable,
     pub(crate) limits: StoreLimits,
     policy: Arc<str>,
+    services: HostServices,
+    /// Access entries recorded during the current call, when the call may record them.
+    access_entries: Option<Vec<AccessEntry>>,
+    /// Set when the guest waited on the host (a block lookup) since the deadline was
+    /// armed: that wait is not the guest's running time, so the deadline is renewed.
+    pub(crate) waited_on_host: bool,
 }
 
 impl State {
-    pub fn new(policy: Arc<str>, limits: StoreLimits) -> State {
+    pub fn new(policy: Arc<str>, limits: StoreLimits, services: HostServices) -> State {
         State {
             wasi: WasiCtx::builder().build(),
             table: ResourceTable::new(),
             limits,
             policy,
+            services,
+            access_entries: None,
+            waited_on_host: false,
         }
     }
-}
 
-impl State {
     pub(crate) fn set_policy_name(&mut self, name: Arc<str>) {
         self.policy = name;
+    }
+
+    /// Opens (response phase) or closes the window in which `record-access` is accepted.
+    pub(crate) fn allow_access_entries(&mut self, allowed: bool) {
+        self.access_entries = allowed.then(Vec::new);
+    }
+
+    /// The access entries recorded since the window opened.
+    pub(crate) fn take_access_entries(&mut self) -> Vec<AccessEntry> {
+        self.access_entries.take().unwrap_or_default()
     }
 }
 
@@ -96,17 +114,53 @@ impl log::Host for State {
     }
 }
 
-/// The engine, linker and compile cache.
+impl blocks::Host for State {
+    async fn blocks_for_patient(
+        &mut self,
+        patient_id: String,
+        care_provider: String,
+    ) -> Result<Vec<blocks::Block>, String> {
+        let Some(lookup) = self.services.blocks.clone() else {
+            return Err("no block service is configured ([blocks] in the config)".into());
+        };
+        let answer = lookup.blocks_for_patient(&patient_id, &care_provider).await;
+        self.waited_on_host = true;
+        answer
+    }
+}
+
+impl access_log::Host for State {
+    fn record_access(&mut self, entry: access_log::AccessEntry) -> Result<(), String> {
+        if !self.services.access_log {
+            return Err("no access-log journal is configured ([access_log] in the config)".into());
+        }
+        validate_access_entry(&entry)?;
+        match &mut self.access_entries {
+            Some(entries) => {
+                entries.push(entry);
+                Ok(())
+            }
+            None => Err("accesses are recorded in the response phase only".into()),
+        }
+    }
+}
+
+/// The engine, linker, compile cache and the capabilities lent to policies.
 #[derive(Clone)]
 pub struct PolicyEngine {
     engine: Engine,
     linker: Arc<Linker<State>>,
     cache_dir: Option<PathBuf>,
+    services: HostServices,
 }
 
 impl PolicyEngine {
-    /// One engine per process. `cache_dir` keeps compiled components across restarts.
-    pub fn new(cache_dir: Option<PathBuf>) -> Result<PolicyEngine, LoadError> {
+    /// One engine per process. `cache_dir` keeps compiled components across restarts;
+    /// `services` are the capabilities every policy instance gets.
+    pub fn new(
+        cache_dir: Option<PathBuf>,
+        services: HostServices,
+    ) -> Result<PolicyEngine, LoadError> {
         let mut config = Config::new();
         // Deadlines: a policy that loops is interrupted at the next epoch check.
         config.epoch_interruption(true);
@@ -124,7 +178,12 @@ impl PolicyEngine {
             engine,
             linker: Arc::new(linker),
             cache_dir,
+            services,
         })
+    }
+
+    pub fn services(&self) -> &HostServices {
+        &self.services
     }
 
     pub fn engine(&self) -> &Engine {

@@ -16,6 +16,7 @@ use serde::Deserialize;
 use wasmtime::{Store, StoreLimitsBuilder};
 
 use super::bindings::{Policy, PolicyPre};
+use super::capabilities::{AccessEntry, HostServices};
 use super::engine::{LoadError, PolicyEngine, State};
 use super::wit;
 
@@ -87,6 +88,7 @@ pub struct LoadedPolicy {
     settings: String,
     pre: PolicyPre<State>,
     engine: wasmtime::Engine,
+    services: HostServices,
     limits: Limits,
     pool: Mutex<Vec<Ready>>,
     consecutive_failures: AtomicU32,
@@ -126,7 +128,7 @@ impl LoadedPolicy {
         let pre = PolicyPre::new(instance_pre).map_err(instantiate_error)?;
 
         let file_name: Arc<str> = Arc::from(file.display().to_string());
-        let mut canary = instantiate(&pre, engine.engine(), &limits, file_name)
+        let mut canary = instantiate(&pre, engine.engine(), engine.services(), &limits, file_name)
             .await
             .map_err(|message| LoadError::Instantiate {
                 file: file.to_owned(),
@@ -161,6 +163,7 @@ impl LoadedPolicy {
             settings: settings_json,
             pre,
             engine: engine.engine().clone(),
+            services: engine.services().clone(),
             limits,
             pool: Mutex::new(vec![canary]),
             consecutive_failures: AtomicU32::new(0),
@@ -172,18 +175,19 @@ impl LoadedPolicy {
     pub async fn on_request(&self, call: &wit::Call) -> Result<wit::RequestAction, PolicyFailure> {
         match self.with_instance(Op::Request(call)).await? {
             Answer::Request(action) => Ok(action),
-            Answer::Response(_) => unreachable!("a request call answers a request action"),
+            Answer::Response(..) => unreachable!("a request call answers a request action"),
         }
     }
 
-    /// The policy's verdict on a response's records.
+    /// The policy's verdict on a batch of a response's records, with the access-log
+    /// entries it recorded while deciding.
     pub async fn on_response(
         &self,
         call: &wit::Call,
         records: &[wit::RecordSummary],
-    ) -> Result<wit::ResponseAction, PolicyFailure> {
+    ) -> Result<(wit::ResponseAction, Vec<AccessEntry>), PolicyFailure> {
         match self.with_instance(Op::Response(call, records)).await? {
-            Answer::Response(action) => Ok(action),
+            Answer::Response(action, entries) => Ok((action, entries)),
             Answer::Request(_) => unreachable!("a response call answers a response action"),
         }
     }
@@ -227,13 +231,20 @@ impl LoadedPolicy {
         let mut ready = match pooled {
             Some(ready) => ready,
             None => {
-                let mut fresh =
-                    instantiate(&self.pre, &self.engine, &self.limits, self.name.clone()).await?;
+                let mut fresh = instantiate(
+                    &self.pre,
+                    &self.engine,
+                    &self.services,
+                    &self.limits,
+                    self.name.clone(),
+                )
+                .await?;
                 init(&mut fresh, &self.settings, &self.limits).await?;
                 fresh
             }
         };
         ready.store.set_epoch_deadline(self.limits.deadline_ticks);
+        ready.store.data_mut().waited_on_host = false;
         // A failed call drops the instance: after a trap its state is not to be trusted.
         let answer = match op {
             Op::Request(call) => ready
@@ -241,11 +252,15 @@ impl LoadedPolicy {
                 .call_on_request(&mut ready.store, call)
                 .await
                 .map(Answer::Request),
-            Op::Response(call, records) => ready
-                .bindings
-                .call_on_response(&mut ready.store, call, records)
-                .await
-                .map(Answer::Response),
+            Op::Response(call, records) => {
+                ready.store.data_mut().allow_access_entries(true);
+                let action = ready
+                    .bindings
+                    .call_on_response(&mut ready.store, call, records)
+                    .await;
+                let entries = ready.store.data_mut().take_access_entries();
+                action.map(|action| Answer::Response(action, entries))
+            }
         }
         .map_err(|e| describe_trap(&e))?;
         ready.calls += 1;
@@ -271,12 +286,13 @@ enum Op<'a> {
 
 enum Answer {
     Request(wit::RequestAction),
-    Response(wit::ResponseAction),
+    Response(wit::ResponseAction, Vec<AccessEntry>),
 }
 
 async fn instantiate(
     pre: &PolicyPre<State>,
     engine: &wasmtime::Engine,
+    services: &HostServices,
     limits: &Limits,
     name: Arc<str>,
 ) -> Result<Ready, String> {
@@ -284,9 +300,18 @@ async fn instantiate(
         .memory_size(limits.memory_bytes)
         .trap_on_grow_failure(true)
         .build();
-    let mut store = Store::new(engine, State::new(name, store_limits));
+    let mut store = Store::new(engine, State::new(name, store_limits, services.clone()));
     store.limiter(|state| &mut state.limits);
-    store.epoch_deadline_trap();
+    // The deadline bounds the guest's own running time: time spent waiting on the host
+    // (a block lookup, bounded by its own timeout) renews it once per wait.
+    let ticks = limits.deadline_ticks;
+    store.epoch_deadline_callback(move |mut store| {
+        if std::mem::take(&mut store.data_mut().waited_on_host) {
+            Ok(wasmtime::UpdateDeadline::Continue(ticks))
+        } else {
+            Err(wasmtime::Trap::Interrupt.into())
+        }
+    });
     store.set_epoch_deadline(limits.deadline_ticks);
     let bindings = pre
         .instantiate_async(&mut store)

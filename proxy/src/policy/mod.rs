@@ -2,6 +2,7 @@
 //! `rtp:policy/policy` (`plugins/wit/`), loaded once, run per call in a sandbox with a
 //! time deadline and a memory cap, and chained per route into a pipeline.
 //!
+//! - [`capabilities`]: block lookup and the PDL access log, lent to policies.
 //! - [`engine`]: the one wasmtime `Engine`, its epoch ticker and the on-disk compile cache.
 //! - [`loaded`]: a loaded policy: its pre-linked component, settings and pool of ready
 //!   instances, and what happens when it fails.
@@ -15,15 +16,19 @@ mod bindings {
         world: "policy",
         path: "../plugins/wit",
         exports: { default: async },
+        // The block lookup may wait on the block service; it must not hold a worker.
+        imports: { "rtp:policy/blocks.blocks-for-patient": async },
     });
 }
 
+pub mod capabilities;
 pub mod engine;
 pub mod loaded;
 pub mod pipeline;
 pub mod reload;
 
 pub use bindings::rtp::policy::types as wit;
+pub use capabilities::{AccessEntry, BlockLookup, BlocksAnswer, HostServices};
 pub use engine::{LoadError, PolicyEngine};
 pub use loaded::{FailureMode, LoadedPolicy};
 pub use pipeline::{Pipeline, RequestDecision};

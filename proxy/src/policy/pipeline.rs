@@ -90,5 +90,7 @@ fn apply_to_call(call: &mut wit::Call, edit: &wit::Edit) {
             call.headers.retain(|h| !h.name.eq_ignore_ascii_case(name))
         }
         wit::Edit::SetPeriod(period) => call.period = Some(period.clone()),
+        // Notes go to the decision log only; the call itself is unchanged.
+        wit::Edit::Note(_) => {}
     }
 }
