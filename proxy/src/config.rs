@@ -35,6 +35,10 @@ pub struct Config {
     /// Directory relative paths are resolved against: the config file's own.
     #[serde(skip)]
     pub base_dir: PathBuf,
+    /// The file the config was loaded from (none when parsed from text): watched for
+    /// changes and reloaded.
+    #[serde(skip)]
+    pub source_file: Option<PathBuf>,
 }
 
 /// `[proxy]`: the platform itself.
@@ -126,6 +130,10 @@ pub struct PolicySandbox {
     /// Quiet time after the last file event before a reload check runs.
     #[serde(default = "default_reload_debounce_ms")]
     pub reload_debounce_ms: u64,
+    /// Response bytes collected before the response policies decide on a batch of
+    /// records and it is released: bounds the memory per call.
+    #[serde(default = "default_response_batch_bytes")]
+    pub response_batch_bytes: u64,
 }
 
 impl Default for PolicySandbox {
@@ -138,8 +146,13 @@ impl Default for PolicySandbox {
             crash_loop_limit: default_crash_loop_limit(),
             watch: true,
             reload_debounce_ms: default_reload_debounce_ms(),
+            response_batch_bytes: default_response_batch_bytes(),
         }
     }
+}
+
+fn default_response_batch_bytes() -> u64 {
+    1024 * 1024
 }
 
 /// `[[route.policy]]`: one policy in a route's pipeline, in order.
@@ -247,7 +260,9 @@ fn default_idle_connection_timeout_ms() -> u64 {
     60_000
 }
 fn default_policy_deadline_ms() -> u64 {
-    5
+    // Wall-clock ticks: generous enough that a busy machine does not cut a healthy
+    // call, tight enough that a looping policy costs little.
+    20
 }
 fn default_policy_memory_bytes() -> usize {
     16 * 1024 * 1024
@@ -317,7 +332,9 @@ impl Config {
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."));
-        Config::parse(&text, path, &base_dir)
+        let mut config = Config::parse(&text, path, &base_dir)?;
+        config.source_file = Some(path.to_owned());
+        Ok(config)
     }
 
     /// Parses and validates configuration text; `file` is used in messages only.

@@ -144,9 +144,14 @@ pub fn upstream_request_headers(incoming: &HeaderMap, identity: &ForwardedIdenti
     headers.remove(header::EXPECT);
     // Like NTjP: bodies stay uncompressed so the platform (and response policies) can read them.
     headers.remove(header::ACCEPT_ENCODING);
+    // x-rtp-* is addressed to this proxy (e.g. the accessing actor for the block
+    // check): it stops here, like NTjP's internal x-vp-*.
     let internal: Vec<HeaderName> = headers
         .keys()
-        .filter(|n| n.as_str().starts_with("x-vp-") || n.as_str().starts_with("x-forwarded-"))
+        .filter(|n| {
+            let n = n.as_str();
+            n.starts_with("x-vp-") || n.starts_with("x-forwarded-") || n.starts_with("x-rtp-")
+        })
         .cloned()
         .collect();
     for name in internal {
@@ -248,6 +253,7 @@ mod tests {
             ("host", "proxy"),
             ("content-length", "10"),
             ("x-rivta-test1", "kept"),
+            ("x-rtp-actor-employee-hsaid", "SE-EMPLOYEE"),
         ]);
         let identity = ForwardedIdentity {
             correlation_id: "c1".into(),
@@ -264,6 +270,7 @@ mod tests {
             "x-forwarded-for",
             "host",
             "content-length",
+            "x-rtp-actor-employee-hsaid",
         ] {
             assert!(out.get(gone).is_none(), "{gone} should be removed");
         }

@@ -14,6 +14,8 @@ pub mod inspect;
 pub mod pki;
 pub mod policy;
 pub mod relay;
+pub mod reload;
+pub mod response;
 pub mod routing;
 pub mod server;
 pub mod tls;

@@ -121,7 +121,8 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
     })
 }
 
-/// Waits for SIGTERM or Ctrl-C; SIGHUP meanwhile reloads the policies whose files changed.
+/// Waits for SIGTERM or Ctrl-C; SIGHUP meanwhile reloads the config or the policies
+/// whose files changed.
 async fn serve_until_stopped(running: &server::RunningProxy) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
@@ -130,13 +131,10 @@ async fn serve_until_stopped(running: &server::RunningProxy) -> anyhow::Result<(
     loop {
         tokio::select! {
             stopped = &mut stop => return stopped,
-            _ = hangup.recv() => match running.reloader() {
-                Some(reloader) => {
-                    let outcomes = reloader.reload_changed().await;
-                    tracing::info!(?outcomes, "SIGHUP: policy reload check done");
-                }
-                None => tracing::info!("SIGHUP: no policies configured, nothing to reload"),
-            },
+            _ = hangup.recv() => {
+                let report = running.reloader().reload().await;
+                tracing::info!(?report, "SIGHUP: reload check done");
+            }
         }
     }
 }

@@ -17,15 +17,17 @@ use ipnet::IpNet;
 use tracing::{debug, info, warn};
 
 use crate::config::{millis, parse_source, Config};
+use crate::contracts;
 use crate::edit::{self, NewPeriod};
 use crate::fault::{Fault, FaultCode};
 use crate::headers::{self, ForwardedIdentity};
 use crate::inspect::{inspect, InspectError, SOAP11_NS};
 use crate::policy::loaded::Limits as PolicyLimits;
 use crate::policy::{
-    wit, HostServices, LoadedPolicy, Pipeline, PolicyEngine, PolicyReloader, PolicySlot,
-    RequestDecision,
+    wit, AccessContext, HostServices, LoadedPolicy, Pipeline, PolicyEngine, PolicyReloader,
+    PolicySlot, RequestDecision,
 };
+use crate::response::ResponseFilter;
 use crate::routing::Router;
 use crate::upstream::{BoxError, IdleTimeoutBody, RelayError, Upstream};
 
@@ -58,6 +60,10 @@ pub struct Relay {
     router: Router,
     /// Present when any route has policies.
     reloader: Option<Arc<PolicyReloader>>,
+    /// The capabilities lent to policies; the access log among them is where their
+    /// entries are made durable.
+    services: HostServices,
+    response_batch_bytes: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -79,7 +85,13 @@ impl Relay {
     /// Builds the handler: upstream clients, and every route's policies compiled (on
     /// blocking threads) and initialised.
     pub async fn build(config: &Config) -> Result<Relay, BuildError> {
-        let (pipelines, reloader) = match load_pipelines(config).await? {
+        Relay::build_with(config, host_services(config).await?).await
+    }
+
+    /// Builds the handler with capabilities made earlier: a config reload keeps the
+    /// block-service cache and the access-log journal of the running proxy.
+    pub async fn build_with(config: &Config, services: HostServices) -> Result<Relay, BuildError> {
+        let (pipelines, reloader) = match load_pipelines(config, &services).await? {
             Some((pipelines, reloader)) => (pipelines, Some(Arc::new(reloader))),
             None => (Vec::new(), None),
         };
@@ -114,6 +126,8 @@ impl Relay {
                 .and_then(|h| h.anonymous_sender.clone()),
             router: Router::new(config, &upstreams, pipelines),
             reloader,
+            services,
+            response_batch_bytes: config.policies.response_batch_bytes.max(1),
         })
     }
 
@@ -215,14 +229,18 @@ impl Relay {
             vp_sender_id: upstream.vp_sender_id.clone(),
         };
         let mut out_headers = headers::upstream_request_headers(&parts.headers, &identity);
+        // The call as the request policies left it, kept for the response phase.
+        let mut policy_view = None;
         let body = if route.pipeline.is_empty() {
             body
         } else {
-            let policy_view = policy_call(&call, &route.name, &sender, &identity, &parts.headers);
-            match route.pipeline.on_request(policy_view).await {
+            let mut view = policy_call(&call, &route.name, &sender, &identity, &parts.headers);
+            let decision = route.pipeline.on_request(&mut view).await;
+            policy_view = Some(view);
+            match decision {
                 RequestDecision::Reject(fault) => return Err(fault),
                 RequestDecision::Proceed(edits) => {
-                    apply_edits(edits, &call, &mut out_headers, body)?
+                    apply_edits(edits, &call, &sender, &mut out_headers, body)?
                 }
             }
         };
@@ -250,7 +268,33 @@ impl Relay {
             upstream_ms = prt as u64,
             "call relayed"
         );
-        self.response(response, upstream, correlation_id, prt).await
+        let filter = policy_view
+            .filter(|_| route.pipeline.wants_response())
+            .map(|view| self.response_filter(&route.pipeline, view, &call.contract));
+        self.response(response, upstream, correlation_id, prt, filter)
+            .await
+    }
+
+    /// The response phase of a call whose pipeline has response policies.
+    fn response_filter(
+        &self,
+        pipeline: &Pipeline,
+        view: wit::Call,
+        contract: &str,
+    ) -> ResponseFilter {
+        let contract = contracts::lookup(contract).unwrap_or(&contracts::UNKNOWN_CONTRACT);
+        ResponseFilter {
+            pipeline: pipeline.clone(),
+            access_context: AccessContext {
+                contract: view.contract.clone(),
+                information_type: contract.information_type.to_owned(),
+                correlation_id: view.correlation_id.clone(),
+            },
+            call: view,
+            contract,
+            batch_bytes: self.response_batch_bytes,
+            access_log: self.services.access_log.clone(),
+        }
     }
 
     /// The caller's HSA-id, from its certificate or, on the plain listener from an
@@ -323,6 +367,7 @@ impl Relay {
         upstream: &Upstream,
         correlation_id: &str,
         prt_ms: u128,
+        filter: Option<ResponseFilter>,
     ) -> Result<Response<ResponseBody>, Fault> {
         let (mut parts, body) = response.into_parts();
         headers::downstream_response_headers(&mut parts.headers, correlation_id, prt_ms);
@@ -338,7 +383,13 @@ impl Relay {
                 ));
             }
             let streamed = IdleTimeoutBody::new(body, upstream.body_idle_timeout);
-            return Ok(Response::from_parts(parts, BoxBody::new(streamed)));
+            let Some(filter) = filter else {
+                return Ok(Response::from_parts(parts, BoxBody::new(streamed)));
+            };
+            let filtered = filter.start(streamed).await?;
+            // Dropped records change the length; the body goes out chunked.
+            parts.headers.remove(header::CONTENT_LENGTH);
+            return Ok(Response::from_parts(parts, BoxBody::new(filtered)));
         }
         // Error answers are small; read them (bounded) to see whether they are SOAP faults.
         let limited = Limited::new(
@@ -384,11 +435,17 @@ impl Relay {
     }
 }
 
+/// The capabilities lent to policies, from the config. Made once per process.
+pub async fn host_services(_config: &Config) -> Result<HostServices, BuildError> {
+    Ok(HostServices::default())
+}
+
 /// Loads every route's policies (one engine for all of them), with the reloader that
 /// replaces them later. The first failure is returned, naming the route, the policy's
 /// position and file, and the cause. None when no route has policies.
 async fn load_pipelines(
     config: &Config,
+    services: &HostServices,
 ) -> Result<Option<(Vec<Pipeline>, PolicyReloader)>, BuildError> {
     if config.routes.iter().all(|r| r.policies.is_empty()) {
         return Ok(None);
@@ -396,7 +453,7 @@ async fn load_pipelines(
     let sandbox = &config.policies;
     let engine = PolicyEngine::new(
         sandbox.cache_dir.as_ref().map(|d| config.resolve(d)),
-        HostServices::default(),
+        services.clone(),
     )
     .map_err(|source| BuildError::Policy {
         route: "-".into(),
@@ -516,6 +573,7 @@ fn host_managed(name: &str) -> bool {
 fn apply_edits(
     edits: Vec<wit::Edit>,
     call: &crate::inspect::Call,
+    sender: &str,
     out_headers: &mut HeaderMap,
     body: Bytes,
 ) -> Result<Bytes, Fault> {
@@ -527,6 +585,20 @@ fn apply_edits(
     let mut period = None;
     for edit in edits {
         match edit {
+            // OSC comes from what was authenticated: a policy may only bring it back to
+            // the authenticated sender (dropping a caller's assertion), never invent one.
+            wit::Edit::SetHeader(h) if h.name.eq_ignore_ascii_case(headers::ORIGINAL_CONSUMER) => {
+                if h.value == sender {
+                    headers::set(out_headers, headers::ORIGINAL_CONSUMER, &h.value);
+                } else {
+                    warn!(correlation_id = %correlation_id, "a policy's OSC other than the authenticated sender is ignored");
+                }
+            }
+            wit::Edit::RemoveHeader(name)
+                if name.eq_ignore_ascii_case(headers::ORIGINAL_CONSUMER) =>
+            {
+                warn!(correlation_id = %correlation_id, "a policy cannot remove the OSC header; set it to the sender instead");
+            }
             wit::Edit::SetHeader(h) if !host_managed(&h.name) => {
                 let name = http::HeaderName::from_bytes(h.name.as_bytes());
                 let value = HeaderValue::from_str(&h.value);

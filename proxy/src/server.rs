@@ -18,8 +18,8 @@ use tracing::{debug, info, warn};
 
 use crate::config::{millis, Config};
 use crate::identity::SenderIdAttribute;
-use crate::policy::PolicyReloader;
-use crate::relay::{Caller, Relay};
+use crate::relay::{host_services, Caller, Relay};
+use crate::reload::Reloader;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -34,7 +34,7 @@ pub enum StartError {
     },
     #[error("https.sender_id_attribute is not a usable attribute")]
     SenderAttribute,
-    #[error("cannot watch the policy files: {0}")]
+    #[error("cannot watch the config and policy files: {0}")]
     Watch(String),
 }
 
@@ -44,9 +44,7 @@ pub struct RunningProxy {
     pub http_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
-    reloader: Option<Arc<PolicyReloader>>,
-    /// Kept alive while the proxy runs; dropping it stops the file watch.
-    _policy_watcher: Option<notify::RecommendedWatcher>,
+    reloader: Arc<Reloader>,
 }
 
 impl RunningProxy {
@@ -65,8 +63,8 @@ impl RunningProxy {
         }
     }
 
-    /// Reloads policies whose files changed (SIGHUP, an admin call); None without policies.
-    pub fn reloader(&self) -> Option<Arc<PolicyReloader>> {
+    /// Reloads the config or the policies whose files changed (SIGHUP, an admin call).
+    pub fn reloader(&self) -> Arc<Reloader> {
         self.reloader.clone()
     }
 
@@ -79,25 +77,24 @@ impl RunningProxy {
 /// Connection-level settings shared by both listeners.
 #[derive(Clone)]
 struct Serving {
-    relay: Arc<Relay>,
+    /// Each call is handled by the relay in force when it arrives.
+    reloader: Arc<Reloader>,
     header_read_timeout: Duration,
     grace: Duration,
 }
 
 /// Binds the configured listeners and starts serving.
 pub async fn start(config: &Config) -> Result<RunningProxy, StartError> {
-    let relay = Arc::new(Relay::build(config).await?);
-    let reloader = relay.reloader();
-    let policy_watcher = match &reloader {
-        Some(reloader) if config.policies.watch => Some(
-            reloader
-                .watch(millis(config.policies.reload_debounce_ms))
-                .map_err(|e| StartError::Watch(e.to_string()))?,
-        ),
-        _ => None,
-    };
+    let services = host_services(config).await?;
+    let relay = Relay::build_with(config, services.clone()).await?;
+    let reloader = Arc::new(Reloader::new(relay, config, services));
+    if config.policies.watch {
+        reloader
+            .watch(millis(config.policies.reload_debounce_ms))
+            .map_err(|e| StartError::Watch(e.to_string()))?;
+    }
     let serving = Serving {
-        relay,
+        reloader: reloader.clone(),
         header_read_timeout: millis(config.proxy.header_read_timeout_ms),
         grace: millis(config.proxy.shutdown_grace_ms),
     };
@@ -146,7 +143,6 @@ pub async fn start(config: &Config) -> Result<RunningProxy, StartError> {
         shutdown,
         tasks,
         reloader,
-        _policy_watcher: policy_watcher,
     })
 }
 
@@ -254,9 +250,9 @@ async fn serve<I>(
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let caller = Arc::new(caller);
-    let relay = serving.relay.clone();
+    let reloader = serving.reloader.clone();
     let service = service_fn(move |request| {
-        let relay = relay.clone();
+        let relay = reloader.relay();
         let caller = caller.clone();
         async move { Ok::<_, std::convert::Infallible>(relay.handle(request, &caller).await) }
     });

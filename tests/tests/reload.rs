@@ -32,7 +32,13 @@ settings = {{ behaviour = "allow", version = "reload-test" }}
 async fn reload_under_load(policy_file: PathBuf, replace: impl Fn(usize, &Path)) {
     let (a, b) = test_policy_builds();
     let stack = Stack::start(&route(&policy_file)).await;
-    let slot = stack.proxy.reloader().expect("policies configured").slots()[0].clone();
+    let slot = stack
+        .proxy
+        .reloader()
+        .policies()
+        .expect("policies configured")
+        .slots()[0]
+        .clone();
     assert_eq!(slot.current().version, "a");
 
     // Load: one client calling in a loop, bounded in count and time.
@@ -147,7 +153,7 @@ async fn a_broken_new_version_keeps_the_running_one_and_reports_why() {
     let file = dir.path().join("policy.wasm");
     std::fs::copy(test_policy_builds().0, &file).unwrap();
     let stack = Stack::start(&route(&file)).await;
-    let slot = stack.proxy.reloader().unwrap().slots()[0].clone();
+    let slot = stack.proxy.reloader().policies().unwrap().slots()[0].clone();
     std::fs::write(dir.path().join(".tmp"), b"\0asm garbage").unwrap();
     std::fs::rename(dir.path().join(".tmp"), &file).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);

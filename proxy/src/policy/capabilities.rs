@@ -8,7 +8,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use super::bindings::rtp::policy::{access_log, blocks};
+pub use super::bindings::rtp::policy::{access_log, blocks};
 
 /// The answer of a block lookup: the patient's blocks, or why there is no answer.
 pub type BlocksAnswer = Result<Vec<blocks::Block>, String>;
@@ -22,26 +22,44 @@ pub trait BlockLookup: Send + Sync + 'static {
     ) -> Pin<Box<dyn Future<Output = BlocksAnswer> + Send + 'a>>;
 }
 
+/// An access-log entry a policy recorded during a response-phase call.
+pub type AccessEntry = access_log::AccessEntry;
+
+/// What the host knows about the call an access entry belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessContext {
+    pub contract: String,
+    pub information_type: String,
+    pub correlation_id: String,
+}
+
+/// Where access entries go: the durable journal. `append` resolves once the entries are
+/// on disk; the response they cover is released only then.
+pub trait AccessSink: Send + Sync + 'static {
+    fn append<'a>(
+        &'a self,
+        entries: Vec<AccessEntry>,
+        context: &'a AccessContext,
+    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
+}
+
 /// What the host offers every policy instance.
 #[derive(Clone, Default)]
 pub struct HostServices {
     /// The block lookup; none when the config has no block service.
     pub blocks: Option<Arc<dyn BlockLookup>>,
-    /// Whether an access-log journal is configured.
-    pub access_log: bool,
+    /// The access-log journal; none when the config has none.
+    pub access_log: Option<Arc<dyn AccessSink>>,
 }
 
 impl std::fmt::Debug for HostServices {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HostServices")
             .field("blocks", &self.blocks.is_some())
-            .field("access_log", &self.access_log)
+            .field("access_log", &self.access_log.is_some())
             .finish()
     }
 }
-
-/// An access-log entry a policy recorded during a response-phase call.
-pub type AccessEntry = access_log::AccessEntry;
 
 /// Checks an entry before the host accepts it: every field the StoreLog shape makes
 /// mandatory must be there.

@@ -131,7 +131,7 @@ impl blocks::Host for State {
 
 impl access_log::Host for State {
     fn record_access(&mut self, entry: access_log::AccessEntry) -> Result<(), String> {
-        if !self.services.access_log {
+        if self.services.access_log.is_none() {
             return Err("no access-log journal is configured ([access_log] in the config)".into());
         }
         validate_access_entry(&entry)?;

@@ -28,8 +28,10 @@ pub mod pipeline;
 pub mod reload;
 
 pub use bindings::rtp::policy::types as wit;
-pub use capabilities::{AccessEntry, BlockLookup, BlocksAnswer, HostServices};
+pub use capabilities::{
+    AccessContext, AccessEntry, AccessSink, BlockLookup, BlocksAnswer, HostServices,
+};
 pub use engine::{LoadError, PolicyEngine};
 pub use loaded::{FailureMode, LoadedPolicy};
-pub use pipeline::{Pipeline, RequestDecision};
+pub use pipeline::{Pipeline, RequestDecision, ResponseDecision};
 pub use reload::{PolicyReloader, PolicySlot, ReloadOutcome};

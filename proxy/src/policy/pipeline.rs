@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use super::capabilities::AccessEntry;
 use super::loaded::FailureMode;
 use super::reload::PolicySlot;
 use super::wit;
@@ -15,6 +16,18 @@ pub enum RequestDecision {
     /// Relay, with these edits applied in order.
     Proceed(Vec<wit::Edit>),
     Reject(Fault),
+}
+
+/// The outcome of the response phase for one batch of records.
+#[derive(Debug, Clone, Default)]
+pub struct ResponseDecision {
+    /// Indexes of the records to leave out, ascending.
+    pub dropped: Vec<u32>,
+    /// Access-log entries the policies recorded; durable before the batch is released.
+    pub access: Vec<AccessEntry>,
+    /// Set when the response must not be released: a policy replaced it, or failed
+    /// closed.
+    pub fault: Option<Fault>,
 }
 
 /// The policies of one route, in order.
@@ -36,8 +49,15 @@ impl Pipeline {
         &self.slots
     }
 
-    /// Runs every request-phase policy over the call.
-    pub async fn on_request(&self, mut call: wit::Call) -> RequestDecision {
+    /// Whether any policy wants the response phase (checked per call: a reload may
+    /// change it).
+    pub fn wants_response(&self) -> bool {
+        self.slots.iter().any(|slot| slot.current().wants_response)
+    }
+
+    /// Runs every request-phase policy over the call; the call is left as the last
+    /// policy saw it (edits applied), for the response phase.
+    pub async fn on_request(&self, call: &mut wit::Call) -> RequestDecision {
         let mut edits = Vec::new();
         // Each policy's version in force when the call reaches it; a reload meanwhile
         // does not change the version a running call uses.
@@ -45,10 +65,10 @@ impl Pipeline {
             if !policy.wants_request {
                 continue;
             }
-            match policy.on_request(&call).await {
+            match policy.on_request(call).await {
                 Ok(wit::RequestAction::Proceed(policy_edits)) => {
                     for edit in &policy_edits {
-                        apply_to_call(&mut call, edit);
+                        apply_to_call(call, edit);
                     }
                     edits.extend(policy_edits);
                 }
@@ -72,6 +92,64 @@ impl Pipeline {
             }
         }
         RequestDecision::Proceed(edits)
+    }
+
+    /// Runs every response-phase policy over a batch of records. Each policy sees the
+    /// records the policies before it kept.
+    pub async fn on_response(
+        &self,
+        call: &wit::Call,
+        records: Vec<wit::RecordSummary>,
+    ) -> ResponseDecision {
+        let mut decision = ResponseDecision::default();
+        let batch: Vec<u32> = records.iter().map(|r| r.index).collect();
+        let mut remaining = records;
+        for policy in self.slots.iter().map(|slot| slot.current()) {
+            if !policy.wants_response {
+                continue;
+            }
+            match policy.on_response(call, &remaining).await {
+                Ok((action, access)) => {
+                    decision.access.extend(access);
+                    match action {
+                        wit::ResponseAction::KeepAll => {}
+                        wit::ResponseAction::Drop(indexes) => {
+                            remaining.retain(|r| !indexes.contains(&r.index));
+                        }
+                        wit::ResponseAction::Replace(fault) => {
+                            decision.fault = Some(Fault::new(
+                                FaultCode::Policy(fault.code),
+                                format!("{} (policy {})", fault.message, policy.name),
+                            ));
+                            return decision;
+                        }
+                    }
+                }
+                Err(failure) => match policy.failure_mode {
+                    FailureMode::FailOpen => {
+                        tracing::warn!(policy = %policy.name, error = %failure, "response policy skipped (fail-open)");
+                    }
+                    FailureMode::FailClosed | FailureMode::Reload => {
+                        decision.fault = Some(Fault::new(FaultCode::Rtp190, failure.to_string()));
+                        return decision;
+                    }
+                },
+            }
+        }
+        // Both lists are in document order, so one walk finds the records that went.
+        let mut kept = remaining.iter().map(|r| r.index).peekable();
+        decision.dropped = batch
+            .into_iter()
+            .filter(|index| {
+                if kept.peek() == Some(index) {
+                    kept.next();
+                    false
+                } else {
+                    true
+                }
+            })
+            .collect();
+        decision
     }
 }
 

@@ -7,18 +7,15 @@
 //! Reloads are decided by content: the file's SHA-256 against the running version's. So
 //! editors' save patterns (write and rename, truncate and write) and Kubernetes ConfigMap
 //! updates (an atomic swap of the `..data` symlink) each change the content once and
-//! cause one reload, and a burst of file events is collapsed by a debounce.
+//! cause one reload, and a burst of file events is collapsed by a debounce (the watch
+//! itself is in `crate::reload`, which also reloads the config).
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use notify::{RecursiveMode, Watcher};
 use sha2::{Digest, Sha256};
-use tokio::sync::mpsc;
 
 use super::engine::PolicyEngine;
 use super::loaded::{FailureMode, Limits, LoadedPolicy};
@@ -191,39 +188,5 @@ impl PolicyReloader {
             outcomes.push(slot.reload_if_changed(&self.engine).await);
         }
         outcomes
-    }
-
-    /// Watches the directories of the policy files and reloads after each burst of
-    /// changes has been quiet for `debounce`. Dropping the returned watcher stops it.
-    pub fn watch(
-        self: &Arc<Self>,
-        debounce: Duration,
-    ) -> Result<notify::RecommendedWatcher, notify::Error> {
-        let (tx, mut rx) = mpsc::unbounded_channel::<()>();
-        let mut watcher =
-            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-                if event.is_ok() {
-                    let _ = tx.send(());
-                }
-            })?;
-        // Directories, not files: a file replaced by rename or a swapped symlink would
-        // leave a watch on the file itself pointing at nothing.
-        let dirs: BTreeSet<PathBuf> = self
-            .slots
-            .iter()
-            .filter_map(|s| s.file.parent().map(Path::to_path_buf))
-            .collect();
-        for dir in &dirs {
-            watcher.watch(dir, RecursiveMode::NonRecursive)?;
-        }
-        let reloader = Arc::clone(self);
-        tokio::spawn(async move {
-            while rx.recv().await.is_some() {
-                // Debounce: wait until no event has arrived for `debounce`.
-                while let Ok(Some(())) = tokio::time::timeout(debounce, rx.recv()).await {}
-                reloader.reload_changed().await;
-            }
-        });
-        Ok(watcher)
     }
 }

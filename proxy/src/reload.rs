@@ -1,0 +1,258 @@
+//! Reloading while calls flow: the config file and the policy files.
+//!
+//! The relay (routes, upstreams, pipelines) sits behind an `ArcSwap`: each call takes the
+//! relay in force when it starts and finishes on it. A changed config file is parsed,
+//! validated and built into a new relay (every policy loaded and proved) off the request
+//! path, then swapped in; if anything fails, the running relay stays and the error is
+//! logged with file, line and cause. A changed policy file reloads just that policy
+//! (`policy::reload`). Listener addresses, certificates and the host capabilities
+//! (block service, access-log journal) are bound at start: changing them needs a
+//! restart, and a reload says so.
+//!
+//! Triggers: a debounced file watch (directories of the config and of every policy, so
+//! rename-and-replace and Kubernetes' `..data` symlink swap are seen), SIGHUP, and the
+//! admin call.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use notify::{RecursiveMode, Watcher};
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+
+use crate::config::Config;
+use crate::policy::{HostServices, PolicyReloader, ReloadOutcome};
+use crate::relay::Relay;
+
+/// What a config check did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigOutcome {
+    /// Not loaded from a file, or the file's content is the running config's.
+    Unchanged,
+    /// A new relay built from the new config is in force.
+    Reloaded,
+    /// The new config did not load; the running one stays.
+    Failed(String),
+}
+
+/// The result of one reload check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReloadReport {
+    pub config: ConfigOutcome,
+    /// Per policy slot, when the config itself did not change (a new config loads
+    /// every policy afresh).
+    pub policies: Vec<ReloadOutcome>,
+}
+
+/// Holds the relay in force and replaces it, or its policies, when files change.
+pub struct Reloader {
+    relay: ArcSwap<Relay>,
+    services: HostServices,
+    config_file: Option<PathBuf>,
+    /// Hash of the config file's content the running relay was built from.
+    config_hash: Mutex<Option<String>>,
+    /// What only a restart can change, as first loaded.
+    restart_only: String,
+    config_reloads: AtomicU64,
+    last_config_error: Mutex<Option<String>>,
+    /// One check at a time: a burst of triggers never loads a version twice.
+    running: tokio::sync::Mutex<()>,
+    watcher: Mutex<Option<(notify::RecommendedWatcher, BTreeSet<PathBuf>)>>,
+}
+
+impl std::fmt::Debug for Reloader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reloader")
+            .field("config_file", &self.config_file)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Reloader {
+    pub fn new(relay: Relay, config: &Config, services: HostServices) -> Reloader {
+        let config_hash = config
+            .source_file
+            .as_deref()
+            .and_then(|file| content_hash(file).ok());
+        Reloader {
+            relay: ArcSwap::from_pointee(relay),
+            services,
+            config_file: config.source_file.clone(),
+            config_hash: Mutex::new(config_hash),
+            restart_only: restart_only(config),
+            config_reloads: AtomicU64::new(0),
+            last_config_error: Mutex::new(None),
+            running: tokio::sync::Mutex::new(()),
+            watcher: Mutex::new(None),
+        }
+    }
+
+    /// The relay in force now.
+    pub fn relay(&self) -> Arc<Relay> {
+        self.relay.load_full()
+    }
+
+    /// The running relay's policies; none when no route has policies.
+    pub fn policies(&self) -> Option<Arc<PolicyReloader>> {
+        self.relay().reloader()
+    }
+
+    /// How many times a new config has been swapped in.
+    pub fn config_reload_count(&self) -> u64 {
+        self.config_reloads.load(Ordering::Relaxed)
+    }
+
+    /// The error of the last config reload attempt, if it failed.
+    pub fn last_config_error(&self) -> Option<String> {
+        self.last_config_error.lock().ok().and_then(|e| e.clone())
+    }
+
+    /// Reloads the config if its file changed, otherwise the policies whose files
+    /// changed.
+    pub async fn reload(&self) -> ReloadReport {
+        let _one_at_a_time = self.running.lock().await;
+        let config = self.reload_config().await;
+        let policies = match (&config, self.policies()) {
+            (ConfigOutcome::Reloaded, _) | (_, None) => Vec::new(),
+            (_, Some(policies)) => policies.reload_changed().await,
+        };
+        ReloadReport { config, policies }
+    }
+
+    async fn reload_config(&self) -> ConfigOutcome {
+        let Some(file) = &self.config_file else {
+            return ConfigOutcome::Unchanged;
+        };
+        let hash = match content_hash(file) {
+            Ok(hash) => hash,
+            Err(e) => return self.config_failed(format!("{}: cannot read: {e}", file.display())),
+        };
+        if self.config_hash.lock().ok().and_then(|h| h.clone()) == Some(hash.clone()) {
+            return ConfigOutcome::Unchanged;
+        }
+        let config = match Config::load(file) {
+            Ok(config) => config,
+            Err(e) => return self.config_failed(e.to_string()),
+        };
+        if restart_only(&config) != self.restart_only {
+            tracing::warn!(
+                file = %file.display(),
+                "listener, certificate, block-service or access-log settings changed: they take effect at the next restart; the rest is reloaded now"
+            );
+        }
+        match Relay::build_with(&config, self.services.clone()).await {
+            Ok(relay) => {
+                self.relay.store(Arc::new(relay));
+                if let Ok(mut running) = self.config_hash.lock() {
+                    *running = Some(hash);
+                }
+                if let Ok(mut last) = self.last_config_error.lock() {
+                    *last = None;
+                }
+                self.config_reloads.fetch_add(1, Ordering::Relaxed);
+                self.watch_new_directories();
+                tracing::info!(file = %file.display(), "config reloaded");
+                ConfigOutcome::Reloaded
+            }
+            Err(e) => self.config_failed(format!("{}: {e}", file.display())),
+        }
+    }
+
+    fn config_failed(&self, message: String) -> ConfigOutcome {
+        tracing::error!(error = %message, "config reload failed; the running config stays");
+        if let Ok(mut last) = self.last_config_error.lock() {
+            *last = Some(message.clone());
+        }
+        ConfigOutcome::Failed(message)
+    }
+
+    /// Watches the directories of the config file and of every policy file, and runs a
+    /// reload check after each burst of events has been quiet for `debounce`. The
+    /// watch lives as long as the reloader.
+    pub fn watch(self: &Arc<Self>, debounce: Duration) -> Result<(), notify::Error> {
+        let (tx, mut rx) = mpsc::unbounded_channel::<()>();
+        let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            if event.is_ok() {
+                let _ = tx.send(());
+            }
+        })?;
+        if let Ok(mut slot) = self.watcher.lock() {
+            *slot = Some((watcher, BTreeSet::new()));
+        }
+        self.watch_new_directories();
+        // The task holds a weak reference: it ends when the proxy drops the reloader.
+        let reloader = Arc::downgrade(self);
+        tokio::spawn(async move {
+            while rx.recv().await.is_some() {
+                // Debounce: wait until no event has arrived for `debounce`.
+                while let Ok(Some(())) = tokio::time::timeout(debounce, rx.recv()).await {}
+                let Some(reloader) = reloader.upgrade() else {
+                    break;
+                };
+                reloader.reload().await;
+            }
+        });
+        Ok(())
+    }
+
+    /// Adds watches for directories the running config uses and that are not watched
+    /// yet. Directories, not files: a file replaced by rename, or a swapped symlink,
+    /// would leave a watch on the file itself pointing at nothing.
+    fn watch_new_directories(&self) {
+        let mut wanted: BTreeSet<PathBuf> = self
+            .config_file
+            .iter()
+            .filter_map(|f| parent_dir(f))
+            .collect();
+        if let Some(policies) = self.policies() {
+            wanted.extend(policies.slots().iter().filter_map(|s| parent_dir(&s.file)));
+        }
+        let Ok(mut slot) = self.watcher.lock() else {
+            return;
+        };
+        let Some((watcher, watched)) = slot.as_mut() else {
+            return;
+        };
+        for dir in wanted {
+            if watched.contains(&dir) {
+                continue;
+            }
+            match watcher.watch(&dir, RecursiveMode::NonRecursive) {
+                Ok(()) => {
+                    watched.insert(dir);
+                }
+                Err(e) => {
+                    tracing::error!(dir = %dir.display(), error = %e, "cannot watch for changes; use SIGHUP to reload")
+                }
+            }
+        }
+    }
+}
+
+fn parent_dir(file: &Path) -> Option<PathBuf> {
+    match file.parent() {
+        Some(dir) if dir.as_os_str().is_empty() => Some(PathBuf::from(".")),
+        Some(dir) => Some(dir.to_path_buf()),
+        None => None,
+    }
+}
+
+/// The settings bound at start, as text for comparison.
+fn restart_only(config: &Config) -> String {
+    format!(
+        "{:?}|{:?}|{:?}|{:?}|{:?}",
+        config.https, config.http, config.blocks, config.access_log, config.proxy.worker_threads
+    )
+}
+
+fn content_hash(file: &Path) -> std::io::Result<String> {
+    let bytes = std::fs::read(file)?;
+    Ok(Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}

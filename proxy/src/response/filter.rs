@@ -1,0 +1,235 @@
+//! The response phase, streaming: read the upstream answer once, collect its records
+//! into batches, let the pipeline decide on each batch, make the access-log entries
+//! durable, and emit the batch without the dropped records.
+//!
+//! Memory is bounded by one batch (`batch_bytes`, or the largest record when one is
+//! bigger), not by the body. The status and headers wait for the first batch's verdict,
+//! so a response that fits in one batch (the usual case) can still be replaced by a
+//! fault. A fault on a later batch aborts the body mid-stream: the consumer gets a
+//! broken answer, never records a policy refused.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body::{Body, Frame};
+use quick_xml::events::Event;
+use quick_xml::Reader;
+use tokio::sync::{mpsc, oneshot};
+
+use super::scan::{ScanError, ScannedRecord, Scanner};
+use super::source::BodySource;
+use crate::contracts::ContractInfo;
+use crate::fault::{Fault, FaultCode};
+use crate::policy::{wit, AccessContext, AccessSink, Pipeline};
+use crate::upstream::BoxError;
+
+/// Everything the response phase of one call needs.
+pub struct ResponseFilter {
+    pub pipeline: Pipeline,
+    /// The call as the request phase left it.
+    pub call: wit::Call,
+    pub contract: &'static ContractInfo,
+    /// Bytes collected before a batch is decided and released.
+    pub batch_bytes: u64,
+    pub access_log: Option<Arc<dyn AccessSink>>,
+    pub access_context: AccessContext,
+}
+
+/// The filtered body: chunks from the filter task.
+pub struct FilteredBody {
+    rx: mpsc::Receiver<Result<Bytes, BoxError>>,
+}
+
+impl Body for FilteredBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.rx
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|result| result.map(Frame::data)))
+    }
+}
+
+impl ResponseFilter {
+    /// Starts filtering `body`. Resolves when the first batch is decided: with the
+    /// body to send, or with the fault to answer instead.
+    pub async fn start<B>(self, body: B) -> Result<FilteredBody, Fault>
+    where
+        B: Body<Data = Bytes, Error = BoxError> + Unpin + Send + 'static,
+    {
+        // A few chunks of slack: the task decides the next batch while these drain.
+        let (tx, rx) = mpsc::channel(16);
+        let (first_tx, first_rx) = oneshot::channel();
+        tokio::spawn(async move {
+            let mut out = Output {
+                tx,
+                first: Some(first_tx),
+            };
+            if let Err(fault) = self.run(body, &mut out).await {
+                out.fail(fault).await;
+            }
+        });
+        match first_rx.await {
+            Ok(Ok(())) => Ok(FilteredBody { rx }),
+            Ok(Err(fault)) => Err(fault),
+            Err(_) => Err(Fault::new(
+                FaultCode::Vp009,
+                "the response filter stopped before deciding",
+            )),
+        }
+    }
+
+    async fn run<B>(self, body: B, out: &mut Output) -> Result<(), Fault>
+    where
+        B: Body<Data = Bytes, Error = BoxError> + Unpin,
+    {
+        let mut reader = Reader::from_reader(BodySource::new(body));
+        let mut scanner = Scanner::new(self.contract);
+        let mut buf = Vec::with_capacity(4096);
+        let mut batch: Vec<ScannedRecord> = Vec::new();
+        // Body offset up to which bytes went out (or were dropped).
+        let mut emitted: u64 = 0;
+        // Whether the pipeline has seen any batch: a response without records is still
+        // shown to it once (a block check logs every access, even of nothing).
+        let mut decided = false;
+        loop {
+            buf.clear();
+            let start = reader.buffer_position();
+            let event = reader
+                .read_event_into_async(&mut buf)
+                .await
+                .map_err(|e| unreadable(&e.to_string()))?;
+            let end = reader.buffer_position();
+            if matches!(event, Event::Eof) {
+                if !scanner.is_complete() {
+                    return Err(unreadable("the answer ends before its elements are closed"));
+                }
+                let force = !decided;
+                self.release(&mut batch, force, &mut reader, &mut emitted, end, out)
+                    .await?;
+                out.confirm();
+                return Ok(());
+            }
+            if let Some(record) = scanner
+                .event(&event, start, end)
+                .map_err(|e: ScanError| unreadable(&e.to_string()))?
+            {
+                batch.push(record);
+            }
+            if scanner.between_records()
+                && !batch.is_empty()
+                && reader.get_ref().retained_bytes() >= self.batch_bytes
+            {
+                self.release(&mut batch, false, &mut reader, &mut emitted, end, out)
+                    .await?;
+                decided = true;
+            }
+        }
+    }
+
+    /// Decides on the batch (also when empty, if `force`) and emits the body up to
+    /// `upto`, minus dropped records.
+    async fn release<B>(
+        &self,
+        batch: &mut Vec<ScannedRecord>,
+        force: bool,
+        reader: &mut Reader<BodySource<B>>,
+        emitted: &mut u64,
+        upto: u64,
+        out: &mut Output,
+    ) -> Result<(), Fault> {
+        let records = std::mem::take(batch);
+        let mut dropped: Vec<(u64, u64)> = Vec::new();
+        if !records.is_empty() || force {
+            let summaries = records.iter().map(|r| r.summary.clone()).collect();
+            let decision = self.pipeline.on_response(&self.call, summaries).await;
+            if let Some(fault) = decision.fault {
+                return Err(fault);
+            }
+            if !decision.access.is_empty() {
+                let Some(journal) = &self.access_log else {
+                    return Err(Fault::new(
+                        FaultCode::Rtp190,
+                        "a policy recorded an access but no access log is configured",
+                    ));
+                };
+                journal
+                    .append(decision.access, &self.access_context)
+                    .await
+                    .map_err(|e| {
+                        Fault::new(
+                            FaultCode::Rtp190,
+                            format!("the access log could not be written: {e}"),
+                        )
+                    })?;
+            }
+            dropped = records
+                .iter()
+                .filter(|r| decision.dropped.binary_search(&r.summary.index).is_ok())
+                .map(|r| (r.start, r.end))
+                .collect();
+        }
+        let source = reader.get_mut();
+        let mut chunks = Vec::new();
+        let mut from = *emitted;
+        for (start, end) in dropped {
+            source.slice(from, start, &mut chunks);
+            from = end;
+        }
+        source.slice(from, upto, &mut chunks);
+        source.release(upto);
+        *emitted = upto;
+        out.confirm();
+        for chunk in chunks {
+            out.send(chunk).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Where the filter's verdict and bytes go.
+struct Output {
+    tx: mpsc::Sender<Result<Bytes, BoxError>>,
+    /// Until the first release: the waiting caller of `start`.
+    first: Option<oneshot::Sender<Result<(), Fault>>>,
+}
+
+impl Output {
+    /// The response is going out: status and headers can be sent.
+    fn confirm(&mut self) {
+        if let Some(first) = self.first.take() {
+            let _ = first.send(Ok(()));
+        }
+    }
+
+    async fn send(&mut self, chunk: Bytes) -> Result<(), Fault> {
+        self.tx.send(Ok(chunk)).await.map_err(|_| {
+            // The consumer went away; stop reading the upstream.
+            Fault::new(FaultCode::Vp009, "the consumer closed the connection")
+        })
+    }
+
+    /// Answers the fault if nothing went out yet; otherwise breaks the body off.
+    async fn fail(&mut self, fault: Fault) {
+        match self.first.take() {
+            Some(first) => {
+                let _ = first.send(Err(fault));
+            }
+            None => {
+                tracing::warn!(code = %fault.code, detail = %fault.detail, "response aborted mid-body");
+                let _ = self.tx.send(Err(fault.detail.into())).await;
+            }
+        }
+    }
+}
+
+fn unreadable(message: &str) -> Fault {
+    Fault::new(
+        FaultCode::Vp009,
+        format!("the producer's answer could not be read for the response policies: {message}"),
+    )
+}

@@ -1,0 +1,13 @@
+//! The response phase: when a route's pipeline has response policies, the upstream's
+//! answer is scanned once for its records, the policies decide per batch, and the body
+//! is re-emitted without the records they dropped.
+//!
+//! - [`scan`]: finds records and summarises them (owner, times, source system, id).
+//! - [`source`]: the upstream body as buffered input that keeps unreleased chunks.
+//! - [`filter`]: the streaming driver: batches, verdicts, access log, emission.
+
+pub mod filter;
+pub mod scan;
+pub mod source;
+
+pub use filter::{FilteredBody, ResponseFilter};

@@ -1,0 +1,162 @@
+//! The upstream body as an `AsyncBufRead` for the XML reader, keeping every chunk it
+//! handed out until the filter has emitted (or dropped) those bytes. Emitted bytes are
+//! slices of the chunks as received: nothing is copied or re-serialised.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use bytes::Bytes;
+use http_body::Body;
+use tokio::io::{AsyncBufRead, AsyncRead, ReadBuf};
+
+use crate::upstream::BoxError;
+
+pub struct BodySource<B> {
+    body: B,
+    /// The chunk being read and how far the reader consumed it.
+    chunk: Bytes,
+    read: usize,
+    /// Chunks not yet released, oldest first; `retained_from` is the body offset of
+    /// the first byte of the first chunk.
+    retained: VecDeque<Bytes>,
+    retained_from: u64,
+    /// Body offset of the end of everything received so far.
+    received: u64,
+    done: bool,
+}
+
+impl<B> BodySource<B> {
+    pub fn new(body: B) -> Self {
+        BodySource {
+            body,
+            chunk: Bytes::new(),
+            read: 0,
+            retained: VecDeque::new(),
+            retained_from: 0,
+            received: 0,
+            done: false,
+        }
+    }
+
+    /// Bytes retained and not yet released.
+    pub fn retained_bytes(&self) -> u64 {
+        self.received - self.retained_from
+    }
+
+    /// The body bytes `from..to` (both within what is retained), as slices of the
+    /// received chunks.
+    pub fn slice(&self, from: u64, to: u64, out: &mut Vec<Bytes>) {
+        let mut offset = self.retained_from;
+        for chunk in &self.retained {
+            let chunk_end = offset + chunk.len() as u64;
+            if chunk_end > from && offset < to {
+                let a = from.saturating_sub(offset) as usize;
+                let b = (to.min(chunk_end) - offset) as usize;
+                out.push(chunk.slice(a..b));
+            }
+            if chunk_end >= to {
+                break;
+            }
+            offset = chunk_end;
+        }
+    }
+
+    /// Forgets everything before body offset `upto`: it was emitted or dropped.
+    pub fn release(&mut self, upto: u64) {
+        while let Some(first) = self.retained.front() {
+            let first_end = self.retained_from + first.len() as u64;
+            if first_end > upto {
+                break;
+            }
+            self.retained_from = first_end;
+            self.retained.pop_front();
+        }
+    }
+}
+
+impl<B> AsyncBufRead for BodySource<B>
+where
+    B: Body<Data = Bytes, Error = BoxError> + Unpin,
+{
+    fn poll_fill_buf(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<&[u8]>> {
+        let this = self.get_mut();
+        while this.read >= this.chunk.len() && !this.done {
+            match ready!(Pin::new(&mut this.body).poll_frame(cx)) {
+                None => this.done = true,
+                Some(Err(e)) => return Poll::Ready(Err(std::io::Error::other(e))),
+                Some(Ok(frame)) => {
+                    // Trailers carry nothing a SOAP answer needs.
+                    if let Ok(data) = frame.into_data() {
+                        if !data.is_empty() {
+                            this.received += data.len() as u64;
+                            this.retained.push_back(data.clone());
+                            this.chunk = data;
+                            this.read = 0;
+                        }
+                    }
+                }
+            }
+        }
+        Poll::Ready(Ok(&this.chunk[this.read..]))
+    }
+
+    fn consume(self: Pin<&mut Self>, amt: usize) {
+        let this = self.get_mut();
+        this.read = (this.read + amt).min(this.chunk.len());
+    }
+}
+
+impl<B> AsyncRead for BodySource<B>
+where
+    B: Body<Data = Bytes, Error = BoxError> + Unpin,
+{
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let available = ready!(self.as_mut().poll_fill_buf(cx))?;
+        let n = available.len().min(buf.remaining());
+        buf.put_slice(&available[..n]);
+        self.consume(n);
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::{BodyExt, StreamBody};
+    use tokio::io::AsyncReadExt;
+
+    fn body_of(chunks: &[&'static str]) -> impl Body<Data = Bytes, Error = BoxError> + Unpin {
+        let frames: Vec<Result<http_body::Frame<Bytes>, BoxError>> = chunks
+            .iter()
+            .map(|c| Ok(http_body::Frame::data(Bytes::from_static(c.as_bytes()))))
+            .collect();
+        StreamBody::new(futures_util::stream::iter(frames)).boxed_unsync()
+    }
+
+    #[tokio::test]
+    async fn slices_span_chunks_and_release_forgets_whole_chunks() {
+        let mut source = BodySource::new(body_of(&["abc", "defg", "hi"]));
+        let mut all = String::new();
+        source.read_to_string(&mut all).await.unwrap();
+        assert_eq!(all, "abcdefghi");
+        let mut out = Vec::new();
+        source.slice(2, 8, &mut out);
+        let joined: Vec<u8> = out.iter().flat_map(|b| b.to_vec()).collect();
+        assert_eq!(joined, b"cdefgh");
+        source.release(5);
+        assert_eq!(
+            source.retained_bytes(),
+            6,
+            "only the first chunk is wholly released"
+        );
+        out.clear();
+        source.slice(5, 9, &mut out);
+        let joined: Vec<u8> = out.iter().flat_map(|b| b.to_vec()).collect();
+        assert_eq!(joined, b"fghi");
+    }
+}

@@ -1,0 +1,152 @@
+//! The response phase with real compiled components: records a policy drops never reach
+//! the consumer, the answer stays well-formed XML, large answers stream in batches, and
+//! routes without response policies pass the body through byte for byte.
+
+use http::StatusCode;
+use rtp_proxy::contracts;
+use rtp_proxy::response::scan::scan_document;
+use rtp_proxy_tests::*;
+
+const REQUEST: &str = "01_GetCareDocumentation_v2_request.xml";
+const CD2: &str = "urn:riv:clinicalprocess:healthcond:description:GetCareDocumentationResponder:2";
+
+async fn call_stack(stack: &Stack) -> Reply {
+    post_tls(
+        stack.proxy.https_addr.unwrap(),
+        &stack.pki.client(Some("consumer")),
+        Call::soap(sample(REQUEST)),
+    )
+    .await
+    .unwrap()
+}
+
+/// The record ids of a CD2 answer, read by a full parse (which also proves the XML is
+/// well-formed).
+fn record_ids(body: &[u8]) -> Vec<String> {
+    let contract = contracts::lookup(CD2).unwrap();
+    scan_document(contract, body)
+        .unwrap_or_else(|e| panic!("the answer is not well-formed: {e}"))
+        .into_iter()
+        .map(|r| r.summary.id.unwrap_or_default())
+        .collect()
+}
+
+#[tokio::test]
+async fn dropped_records_never_reach_the_consumer_and_the_xml_stays_valid() {
+    let all = Stack::start(&route_with_test_policy("noop", "fail-closed")).await;
+    let reply = call_stack(&all).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    let every = record_ids(&reply.body);
+    assert!(every.len() >= 2, "the simulator answers several records");
+
+    let filtered = Stack::start(&route_with_test_policy("drop-even-records", "fail-closed")).await;
+    let reply = call_stack(&filtered).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    let kept = record_ids(&reply.body);
+    let odd: Vec<String> = every.iter().skip(1).step_by(2).cloned().collect();
+    assert_eq!(kept, odd, "exactly the odd-indexed records are left");
+    let text = reply.text();
+    assert!(text.contains("GetCareDocumentationResponse") && text.contains("resultCode"));
+}
+
+/// A CD2 answer with `n` records, each about 600 bytes.
+fn big_answer(n: usize) -> Vec<u8> {
+    let mut body = String::from(
+        r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Header/><s:Body><r:GetCareDocumentationResponse xmlns:r="urn:riv:clinicalprocess:healthcond:description:GetCareDocumentationResponder:2" xmlns:c="urn:riv:clinicalprocess:healthcond:description:2">"#,
+    );
+    for i in 0..n {
+        body.push_str(&format!(
+            "\n<r:careDocumentation><c:careDocumentationHeader><c:documentId>doc-{i}</c:documentId><c:sourceSystemHSAid>SYS</c:sourceSystemHSAid><c:documentTime>20240101120000</c:documentTime><c:accountableHealthcareProfessional><c:authorTime>20240101120000</c:authorTime><c:healthcareProfessionalCareUnitHSAId>U{i}</c:healthcareProfessionalCareUnitHSAId><c:healthcareProfessionalCareGiverHSAId>P</c:healthcareProfessionalCareGiverHSAId></c:accountableHealthcareProfessional><c:approvedForPatient>true</c:approvedForPatient></c:careDocumentationHeader><c:careDocumentationBody><c:clinicalDocumentNote><c:clinicalDocumentNoteText>note {i} with &lt;escaped&gt; text and some length to it, so that records span chunks</c:clinicalDocumentNoteText></c:clinicalDocumentNote></c:careDocumentationBody></r:careDocumentation>"
+        ));
+    }
+    body.push_str("\n<r:result><c:resultCode>OK</c:resultCode></r:result></r:GetCareDocumentationResponse></s:Body></s:Envelope>");
+    body.into_bytes()
+}
+
+#[tokio::test]
+async fn a_large_answer_is_filtered_in_batches_without_losing_or_reordering_records() {
+    let answer = big_answer(200);
+    let producer = StaticProducer::start(StatusCode::OK, answer.clone()).await;
+    let pki = Pki::generate();
+    let config = proxy_toml(
+        &pki,
+        &producer.url(),
+        &route_with_test_policy("drop-even-records", "fail-closed"),
+    )
+    // Batches of about two records: the answer goes out in a hundred releases.
+    .replace(
+        "deadline_ms = 50",
+        "deadline_ms = 50\nresponse_batch_bytes = 1200",
+    );
+    let proxy = start_proxy(&config).await;
+    let reply = post_tls(
+        proxy.https_addr.unwrap(),
+        &pki.client(Some("consumer")),
+        Call::soap(sample(REQUEST)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    let kept = record_ids(&reply.body);
+    let expected: Vec<String> = (0..200)
+        .filter(|i| i % 2 == 1)
+        .map(|i| format!("doc-{i}"))
+        .collect();
+    assert_eq!(kept, expected);
+    // What is not a dropped record is passed byte for byte.
+    let text = reply.text();
+    assert!(text.starts_with(r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/">"#));
+    assert!(text.contains("note 1 with &lt;escaped&gt; text"));
+    assert!(!text.contains("doc-0<"));
+    assert!(text.ends_with("</s:Body></s:Envelope>"));
+}
+
+#[tokio::test]
+async fn without_response_policies_the_body_passes_byte_for_byte() {
+    let answer = big_answer(20);
+    let producer = StaticProducer::start(StatusCode::OK, answer.clone()).await;
+    let pki = Pki::generate();
+    let config = proxy_toml(
+        &pki,
+        &producer.url(),
+        &route_with_test_policy("allow", "fail-closed"),
+    );
+    let proxy = start_proxy(&config).await;
+    let reply = post_tls(
+        proxy.https_addr.unwrap(),
+        &pki.client(Some("consumer")),
+        Call::soap(sample(REQUEST)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.body, answer);
+}
+
+#[tokio::test]
+async fn a_malformed_answer_becomes_a_fault_not_a_partial_release() {
+    let mut answer = big_answer(3);
+    answer.truncate(answer.len() - 40);
+    let producer = StaticProducer::start(StatusCode::OK, answer).await;
+    let pki = Pki::generate();
+    let config = proxy_toml(
+        &pki,
+        &producer.url(),
+        &route_with_test_policy("drop-even-records", "fail-closed"),
+    );
+    let proxy = start_proxy(&config).await;
+    let reply = post_tls(
+        proxy.https_addr.unwrap(),
+        &pki.client(Some("consumer")),
+        Call::soap(sample(REQUEST)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        reply.status,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "{}",
+        reply.text()
+    );
+    assert_eq!(reply.fault_code().as_deref(), Some("VP009"));
+}
