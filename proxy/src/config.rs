@@ -32,6 +32,10 @@ pub struct Config {
     pub upstreams: Vec<UpstreamConfig>,
     #[serde(default, rename = "route")]
     pub routes: Vec<RouteConfig>,
+    /// The block service policies may consult; none: no block lookups.
+    pub blocks: Option<BlocksConfig>,
+    /// The PDL access-log journal and its delivery; none: no access logging.
+    pub access_log: Option<AccessLogConfig>,
     /// Directory relative paths are resolved against: the config file's own.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -221,6 +225,101 @@ pub struct RouteConfig {
     /// The route's policy pipeline, in order.
     #[serde(default, rename = "policy")]
     pub policies: Vec<RoutePolicy>,
+}
+
+/// `[blocks]`: the block service (GetBlocksForPatient 2) behind the `blocks` capability.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlocksConfig {
+    /// The `[[upstream]]` the block service is reached through (NTjP, or the region's own).
+    pub upstream: String,
+    /// HTTP path of the contract on that upstream (after its base path).
+    #[serde(default = "default_blocks_path")]
+    pub path: String,
+    /// How long an answer is used without asking again.
+    #[serde(default = "default_blocks_ttl_ms")]
+    pub ttl_ms: u64,
+    /// How long past `ttl_ms` an answer may still be used while the service fails.
+    #[serde(default)]
+    pub stale_if_error_ms: u64,
+    /// Time allowed for one lookup (connect, answer and body).
+    #[serde(default = "default_blocks_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Cached answers kept at most; the oldest goes first.
+    #[serde(default = "default_blocks_max_entries")]
+    pub max_entries: usize,
+}
+
+/// `[access_log]`: the durable PDL access-log journal and its delivery (StoreLog 1).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessLogConfig {
+    /// Directory of the journal files and the delivery cursor; created if absent.
+    pub dir: PathBuf,
+    /// The `[[upstream]]` the log service is reached through; none: journal only.
+    pub upstream: Option<String>,
+    /// HSA-id of the system writing the log (`System/SystemId`).
+    pub system_id: String,
+    /// `System/SystemName`.
+    #[serde(default = "default_access_log_system_name")]
+    pub system_name: String,
+    /// `ResourceType` when the call gives no information type.
+    #[serde(default = "default_access_log_resource_type")]
+    pub resource_type: String,
+    /// HTTP path of StoreLog on the upstream (after its base path).
+    #[serde(default = "default_access_log_path")]
+    pub path: String,
+    /// Most entries per StoreLog call.
+    #[serde(default = "default_access_log_batch_size")]
+    pub batch_size: usize,
+    /// First pause after a failed delivery; doubled per failure up to `retry_max_ms`.
+    #[serde(default = "default_access_log_retry_initial_ms")]
+    pub retry_initial_ms: u64,
+    #[serde(default = "default_access_log_retry_max_ms")]
+    pub retry_max_ms: u64,
+    /// Time allowed for one StoreLog call (connect, answer and body).
+    #[serde(default = "default_access_log_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Size after which the journal continues in a new file.
+    #[serde(default = "default_access_log_segment_bytes")]
+    pub segment_bytes: u64,
+}
+
+fn default_blocks_path() -> String {
+    "/vp/ehr/blocking/GetBlocksForPatient/2/rivtabp21".into()
+}
+fn default_blocks_ttl_ms() -> u64 {
+    60_000
+}
+fn default_blocks_timeout_ms() -> u64 {
+    5_000
+}
+fn default_blocks_max_entries() -> usize {
+    100_000
+}
+fn default_access_log_system_name() -> String {
+    "rtp-proxy".into()
+}
+fn default_access_log_resource_type() -> String {
+    "Journalinformation".into()
+}
+fn default_access_log_path() -> String {
+    "/vp/ehr/log/StoreLog/1/rivtabp21".into()
+}
+fn default_access_log_batch_size() -> usize {
+    100
+}
+fn default_access_log_retry_initial_ms() -> u64 {
+    500
+}
+fn default_access_log_retry_max_ms() -> u64 {
+    60_000
+}
+fn default_access_log_timeout_ms() -> u64 {
+    10_000
+}
+fn default_access_log_segment_bytes() -> u64 {
+    16 * 1024 * 1024
 }
 
 fn any() -> String {
@@ -476,15 +575,104 @@ impl Config {
                 self.file_exists(&policy.file, at.key("policy").index(j).key("file"))?;
             }
             if let Some(path) = &route.path {
-                if !path.starts_with('/') || path.parse::<http::uri::PathAndQuery>().is_err() {
-                    return Err(Invalid::at(
-                        at.key("path"),
-                        format!("\"{path}\" is not an absolute URL path"),
-                    ));
-                }
+                check_path(path, at.key("path"))?;
             }
         }
+        if let Some(blocks) = &self.blocks {
+            self.validate_blocks(blocks)?;
+        }
+        if let Some(access_log) = &self.access_log {
+            self.validate_access_log(access_log)?;
+        }
         Ok(())
+    }
+
+    fn validate_blocks(&self, blocks: &BlocksConfig) -> Result<(), Invalid> {
+        let at = KeyPath::new("blocks");
+        self.upstream_exists(&blocks.upstream, at.key("upstream"))?;
+        check_path(&blocks.path, at.key("path"))?;
+        if blocks.timeout_ms == 0 {
+            return Err(Invalid::at(
+                at.key("timeout_ms"),
+                "must be greater than zero",
+            ));
+        }
+        if blocks.max_entries == 0 {
+            return Err(Invalid::at(
+                at.key("max_entries"),
+                "must be greater than zero",
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_access_log(&self, log: &AccessLogConfig) -> Result<(), Invalid> {
+        let at = KeyPath::new("access_log");
+        if log.dir.as_os_str().is_empty() {
+            return Err(Invalid::at(at.key("dir"), "must not be empty"));
+        }
+        let dir = self.resolve(&log.dir);
+        if dir.exists() && !dir.is_dir() {
+            return Err(Invalid::at(
+                at.key("dir"),
+                format!("{} exists and is not a directory", dir.display()),
+            ));
+        }
+        if let Some(name) = &log.upstream {
+            self.upstream_exists(name, at.key("upstream"))?;
+        }
+        if log.system_id.trim().is_empty() {
+            return Err(Invalid::at(
+                at.key("system_id"),
+                "must be the HSA-id of the system writing the log",
+            ));
+        }
+        if log.resource_type.trim().is_empty() {
+            return Err(Invalid::at(at.key("resource_type"), "must not be empty"));
+        }
+        check_path(&log.path, at.key("path"))?;
+        if log.batch_size == 0 || log.batch_size > 10_000 {
+            return Err(Invalid::at(
+                at.key("batch_size"),
+                "must be between 1 and 10000",
+            ));
+        }
+        if log.retry_initial_ms == 0 {
+            return Err(Invalid::at(
+                at.key("retry_initial_ms"),
+                "must be greater than zero",
+            ));
+        }
+        if log.retry_max_ms < log.retry_initial_ms {
+            return Err(Invalid::at(
+                at.key("retry_max_ms"),
+                "must not be below retry_initial_ms",
+            ));
+        }
+        if log.timeout_ms == 0 {
+            return Err(Invalid::at(
+                at.key("timeout_ms"),
+                "must be greater than zero",
+            ));
+        }
+        if log.segment_bytes < 4096 {
+            return Err(Invalid::at(
+                at.key("segment_bytes"),
+                "must be at least 4096",
+            ));
+        }
+        Ok(())
+    }
+
+    fn upstream_exists(&self, name: &str, key: KeyPath) -> Result<(), Invalid> {
+        if self.upstream(name).is_some() {
+            Ok(())
+        } else {
+            Err(Invalid::at(
+                key,
+                format!("no [[upstream]] is named \"{name}\""),
+            ))
+        }
     }
 
     fn validate_upstream(&self, upstream: &UpstreamConfig, at: KeyPath) -> Result<(), Invalid> {
@@ -567,6 +755,17 @@ impl Config {
             ))
         }
     }
+}
+
+/// An absolute URL path (no scheme, no host).
+fn check_path(path: &str, key: KeyPath) -> Result<(), Invalid> {
+    if !path.starts_with('/') || path.parse::<http::uri::PathAndQuery>().is_err() {
+        return Err(Invalid::at(
+            key,
+            format!("\"{path}\" is not an absolute URL path"),
+        ));
+    }
+    Ok(())
 }
 
 /// Parses an allowed source: a CIDR network or a single address.
@@ -755,6 +954,55 @@ name = "all"
         let err = parse(&text).unwrap_err();
         assert_eq!(err.key.as_deref(), Some("https.cert"));
         assert!(err.message.contains("nope.crt"));
+    }
+
+    #[test]
+    fn blocks_and_access_log_sections_take_defaults() {
+        let text = format!(
+            "{GOOD}\n[blocks]\nupstream = \"ntjp\"\n\n[access_log]\ndir = \"journal\"\nupstream = \"ntjp\"\nsystem_id = \"SE-RTP\"\n"
+        );
+        let config = parse(&text).unwrap();
+        let blocks = config.blocks.unwrap();
+        assert_eq!(
+            blocks.path,
+            "/vp/ehr/blocking/GetBlocksForPatient/2/rivtabp21"
+        );
+        assert_eq!(blocks.stale_if_error_ms, 0);
+        let log = config.access_log.unwrap();
+        assert_eq!(log.path, "/vp/ehr/log/StoreLog/1/rivtabp21");
+        assert_eq!(log.batch_size, 100);
+        assert!(log.retry_max_ms >= log.retry_initial_ms);
+    }
+
+    #[test]
+    fn blocks_and_access_log_errors_are_located() {
+        let err = parse(&format!("{GOOD}\n[blocks]\nupstream = \"nowhere\"\n")).unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("blocks.upstream"));
+        assert_eq!(err.line, Some(18), "{err}");
+        assert!(err.message.contains("nowhere"));
+        let err = parse(&format!(
+            "{GOOD}\n[blocks]\nupstream = \"ntjp\"\npath = \"vp/x\"\n"
+        ))
+        .unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("blocks.path"));
+        let log = "[access_log]\ndir = \"j\"\nsystem_id = \"SE-RTP\"\n";
+        let err = parse(&format!("{GOOD}\n{log}upstream = \"x\"\n")).unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("access_log.upstream"));
+        assert_eq!(err.line, Some(20), "{err}");
+        let err = parse(&format!(
+            "{GOOD}\n{log}retry_initial_ms = 10\nretry_max_ms = 5\n"
+        ))
+        .unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("access_log.retry_max_ms"));
+        let err = parse(&format!("{GOOD}\n{log}batch_size = 0\n")).unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("access_log.batch_size"));
+        let err = parse(&format!(
+            "{GOOD}\n[access_log]\ndir = \"j\"\nsystem_id = \" \"\n"
+        ))
+        .unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("access_log.system_id"));
+        let err = parse(&format!("{GOOD}\n{log}sytem_name = \"x\"\n")).unwrap_err();
+        assert!(err.message.contains("sytem_name"), "{err}");
     }
 
     #[test]

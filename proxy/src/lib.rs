@@ -3,6 +3,8 @@
 //! A call flows listener → [`inspect`] → [`routing`] → [`relay`] → upstream, and the answer
 //! back the same way. See the repository README for the tour.
 
+pub mod access_log;
+pub mod blocks;
 pub mod config;
 pub mod contracts;
 pub mod demo;
