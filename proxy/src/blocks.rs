@@ -309,7 +309,7 @@ impl Inner {
         if !status.is_success() {
             return Err(BlocksError::Status {
                 status: status.as_u16(),
-                soap_fault: memchr_fault(&bytes),
+                soap_fault: looks_like_fault(&bytes),
             });
         }
         parse_answer(&bytes, patient_id)
@@ -369,7 +369,7 @@ fn request_body(patient_id: &str, care_provider: &str) -> Bytes {
 }
 
 /// Whether an error answer looks like a SOAP fault (for the error text only).
-fn memchr_fault(body: &[u8]) -> bool {
+fn looks_like_fault(body: &[u8]) -> bool {
     body.windows(b"Fault>".len()).any(|w| w == b"Fault>")
 }
 

@@ -528,17 +528,21 @@ impl Writer {
             }
             if let Some(done) = close {
                 rx.close();
+                let mut closers = vec![done];
                 while let Ok(message) = rx.try_recv() {
                     match message {
                         Message::Append(request) => {
                             let _ = request.done.send(Err(JournalError::Closed));
                         }
-                        Message::Close(done) => {
-                            let _ = done.send(());
-                        }
+                        Message::Close(done) => closers.push(done),
                     }
                 }
-                let _ = done.send(());
+                // The file and this writer's hold on the directory lock go before
+                // anyone hears that the journal is closed.
+                drop(self);
+                for done in closers {
+                    let _ = done.send(());
+                }
                 return;
             }
         }

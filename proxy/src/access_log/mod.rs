@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::config::{millis, AccessLogConfig, Config};
-use crate::policy::AccessEntry;
+use crate::policy::{AccessContext, AccessEntry, AccessSink};
 use crate::upstream::Upstream;
 
 pub use delivery::{DeliveryHandle, DeliveryTask};
@@ -600,6 +600,19 @@ impl AccessJournal {
     }
 }
 
+/// The journal as the policy host's access-log sink: entries get the current time and
+/// the call's information type as `ResourceType` (the configured one when it is empty).
+impl AccessSink for AccessJournal {
+    fn append<'a>(
+        &'a self,
+        entries: Vec<AccessEntry>,
+        context: &'a AccessContext,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>> {
+        let recorded = self.record(&entries, Some(&context.information_type));
+        Box::pin(async move { recorded.await.map_err(|e| e.to_string()) })
+    }
+}
+
 /// Delivery settings in force, from `[access_log]`.
 impl delivery::DeliverySettings {
     fn from_config(config: &AccessLogConfig) -> Self {
@@ -767,6 +780,33 @@ system_id = "SE-RTP"
             .all(|e| uuid::Uuid::parse_str(&e.log_id).is_ok()));
         assert_ne!(back[0].log_id, back[1].log_id);
         assert_eq!(back[0].resources[0].resource_type, "voo");
+    }
+
+    #[tokio::test]
+    async fn the_journal_is_the_hosts_access_sink() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = open(dir.path(), "resource_type = \"Fallback\"");
+        let sink: Arc<dyn AccessSink> = Arc::new(journal.clone());
+        let mut context = AccessContext {
+            contract:
+                "urn:riv:clinicalprocess:healthcond:description:GetCareDocumentationResponder:2"
+                    .into(),
+            information_type: "voo".into(),
+            correlation_id: "c-1".into(),
+        };
+        sink.append(vec![access(&[("SE-A", None)])], &context)
+            .await
+            .unwrap();
+        context.information_type = String::new();
+        sink.append(vec![access(&[])], &context).await.unwrap();
+        let mut bad = access(&[]);
+        bad.purpose = String::new();
+        let err = sink.append(vec![bad], &context).await.unwrap_err();
+        assert!(err.contains("Purpose") && !err.contains(PATIENT), "{err}");
+        let back = read_all(dir.path());
+        assert_eq!(back.len(), 2);
+        assert_eq!(back[0].resources[0].resource_type, "voo");
+        assert_eq!(back[1].resources[0].resource_type, "Fallback");
     }
 
     #[tokio::test]
