@@ -196,10 +196,11 @@ impl BlockService {
         patient_id: &str,
         care_provider: &str,
     ) -> Result<Vec<Block>, BlocksError> {
-        if patient_id.trim().is_empty() {
+        let (patient_id, care_provider) = (patient_id.trim(), care_provider.trim());
+        if patient_id.is_empty() {
             return Err(BlocksError::Input("a patient id"));
         }
-        if care_provider.trim().is_empty() {
+        if care_provider.is_empty() {
             return Err(BlocksError::Input("a care provider"));
         }
         let key: Key = (patient_id.to_owned(), care_provider.to_owned());
