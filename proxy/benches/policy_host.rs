@@ -5,70 +5,19 @@
 //! Run: `cargo bench -p rtp-proxy --bench policy_host` (builds the test policy component
 //! for wasm32-wasip2 first).
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
+
+mod common;
+use common::{build_test_policy, call};
+use rtp_proxy::config::Config;
 use rtp_proxy::policy::loaded::{FailureMode, Limits};
-use rtp_proxy::policy::{wit, LoadedPolicy, Pipeline, PolicyEngine, PolicyReloader, PolicySlot};
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// Builds the test policy with a stamp into its own target dir and returns the file.
-fn build_test_policy(stamp: &str) -> PathBuf {
-    let dir = workspace().join("target/bench-policy-builds");
-    let status = Command::new(env!("CARGO"))
-        .current_dir(workspace())
-        .env("CARGO_TARGET_DIR", &dir)
-        .env("RTP_TEST_POLICY_STAMP", stamp)
-        .args([
-            "build",
-            "--release",
-            "--target",
-            "wasm32-wasip2",
-            "-p",
-            "rtp-test-policy",
-        ])
-        .status()
-        .expect("cargo build");
-    assert!(status.success(), "building the test policy failed");
-    let kept = dir.join(format!("test-policy-{stamp}.wasm"));
-    std::fs::copy(
-        dir.join("wasm32-wasip2/release/rtp_test_policy.wasm"),
-        &kept,
-    )
-    .unwrap();
-    kept
-}
-
-fn call() -> wit::Call {
-    wit::Call {
-        route: "bench".into(),
-        contract: "urn:riv:clinicalprocess:healthcond:description:GetCareDocumentationResponder:2"
-            .into(),
-        operation: "GetCareDocumentation".into(),
-        logical_address: "SE2321000016-7P3S".into(),
-        sender: "SE2321000016-A12B".into(),
-        original_consumer: "SE2321000016-A12B".into(),
-        acting_on_behalf_of: None,
-        patient: Some(wit::Patient {
-            id: "191212121212".into(),
-            kind: Some("1.2.752.129.2.1.3.1".into()),
-        }),
-        period: None,
-        period_element: None,
-        source_system: None,
-        correlation_id: "bench".into(),
-        headers: vec![wit::Header {
-            name: "content-type".into(),
-            value: "text/xml; charset=UTF-8".into(),
-        }],
-    }
-}
+use rtp_proxy::policy::{LoadedPolicy, Pipeline, PolicyEngine, PolicySlot};
+use rtp_proxy::relay::Relay;
+use rtp_proxy::reload::Reloader;
 
 const NOOP: &str = r#"{"behaviour":"noop"}"#;
 
@@ -121,7 +70,7 @@ fn policy_calls(c: &mut Criterion) {
     let pipeline = Pipeline::new(slots);
     c.bench_function("pipeline of four no-op policies", |b| {
         b.to_async(&rt)
-            .iter(|| async { pipeline.on_request(call.clone()).await })
+            .iter(|| async { pipeline.on_request(&mut call.clone()).await })
     });
 }
 
@@ -137,28 +86,38 @@ fn reload_latency(c: &mut Criterion) {
     let cache = tempfile::tempdir().unwrap();
     let file = dir.path().join("policy.wasm");
     std::fs::copy(&builds[0], &file).unwrap();
-    let engine = PolicyEngine::new(Some(cache.path().to_owned()), Default::default()).unwrap();
-    let policy = rt
-        .block_on(LoadedPolicy::load(
-            &engine,
-            &file,
-            NOOP.into(),
-            FailureMode::FailClosed,
-            Limits::default(),
-        ))
-        .unwrap();
-    let slot = Arc::new(PolicySlot::new(
-        "bench".into(),
-        0,
-        policy,
-        NOOP.into(),
-        FailureMode::FailClosed,
-        Limits::default(),
-    ));
-    let reloader = Arc::new(PolicyReloader::new(engine, vec![slot.clone()]));
-    let _watcher = rt
-        .block_on(async { reloader.watch(Duration::from_millis(100)) })
-        .unwrap();
+    // The proxy's own reloader and file watch, as `run` sets them up.
+    let config_text = format!(
+        r#"
+[proxy]
+instance_id = "bench"
+default_upstream = "none"
+
+[policies]
+cache_dir = "{cache}"
+
+[[upstream]]
+name = "none"
+url = "http://127.0.0.1:9"
+
+[[route]]
+name = "bench"
+
+[[route.policy]]
+file = "{file}"
+settings = {{ behaviour = "noop" }}
+"#,
+        cache = cache.path().display(),
+        file = file.display()
+    );
+    let config = Config::parse(&config_text, Path::new("bench.toml"), Path::new(".")).unwrap();
+    let reloader = rt.block_on(async {
+        let relay = Relay::build(&config).await.unwrap();
+        let reloader = Arc::new(Reloader::new(relay, &config, Default::default()));
+        reloader.watch(Duration::from_millis(100)).unwrap();
+        reloader
+    });
+    let slot = reloader.policies().unwrap().slots()[0].clone();
 
     let mut next = 1usize;
     let mut group = c.benchmark_group("reload");

@@ -84,8 +84,10 @@ pub enum BuildError {
 impl Relay {
     /// Builds the handler: upstream clients, and every route's policies compiled (on
     /// blocking threads) and initialised.
+    /// Without the block service and access log (those hold a cache and a journal
+    /// lock, made once per process by `server::start`): for `check` and tests.
     pub async fn build(config: &Config) -> Result<Relay, BuildError> {
-        Relay::build_with(config, host_services(config).await?).await
+        Relay::build_with(config, HostServices::default()).await
     }
 
     /// Builds the handler with capabilities made earlier: a config reload keeps the
@@ -433,11 +435,6 @@ impl Relay {
             ),
         ))
     }
-}
-
-/// The capabilities lent to policies, from the config. Made once per process.
-pub async fn host_services(_config: &Config) -> Result<HostServices, BuildError> {
-    Ok(HostServices::default())
 }
 
 /// Loads every route's policies (one engine for all of them), with the reloader that

@@ -16,9 +16,12 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
+use crate::access_log::{AccessJournal, DeliveryHandle};
+use crate::blocks::BlockService;
 use crate::config::{millis, Config};
 use crate::identity::SenderIdAttribute;
-use crate::relay::{host_services, Caller, Relay};
+use crate::policy::HostServices;
+use crate::relay::{Caller, Relay};
 use crate::reload::Reloader;
 
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +35,10 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("[blocks]: {0}")]
+    Blocks(#[from] crate::blocks::BlocksError),
+    #[error("[access_log]: {0}")]
+    AccessLog(#[from] crate::access_log::JournalError),
     #[error("https.sender_id_attribute is not a usable attribute")]
     SenderAttribute,
     #[error("cannot watch the config and policy files: {0}")]
@@ -45,15 +52,30 @@ pub struct RunningProxy {
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     reloader: Arc<Reloader>,
+    /// The access-log journal and its delivery to the log service, when configured.
+    access_log: Option<(AccessJournal, Option<DeliveryHandle>)>,
 }
 
 impl RunningProxy {
-    /// Stops accepting, waits for calls in flight (up to the configured grace), returns.
+    /// Stops accepting, waits for calls in flight (up to the configured grace), then
+    /// stops access-log delivery and closes the journal (everything appended is on
+    /// disk already; undelivered entries are sent after the next start).
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         for task in self.tasks {
             let _ = task.await;
         }
+        if let Some((journal, delivery)) = self.access_log {
+            if let Some(delivery) = delivery {
+                delivery.shutdown().await;
+            }
+            journal.close().await;
+        }
+    }
+
+    /// The access-log journal, when configured (depth, delivery lag).
+    pub fn access_journal(&self) -> Option<&AccessJournal> {
+        self.access_log.as_ref().map(|(journal, _)| journal)
     }
 
     /// Waits until the listeners stop (they stop only on shutdown).
@@ -85,7 +107,7 @@ struct Serving {
 
 /// Binds the configured listeners and starts serving.
 pub async fn start(config: &Config) -> Result<RunningProxy, StartError> {
-    let services = host_services(config).await?;
+    let (services, access_log) = host_services(config)?;
     let relay = Relay::build_with(config, services.clone()).await?;
     let reloader = Arc::new(Reloader::new(relay, config, services));
     if config.policies.watch {
@@ -143,7 +165,34 @@ pub async fn start(config: &Config) -> Result<RunningProxy, StartError> {
         shutdown,
         tasks,
         reloader,
+        access_log,
     })
+}
+
+/// The capabilities lent to policies: the block service client with its cache and the
+/// access-log journal with its delivery task. Made once per process; a config reload
+/// keeps them.
+#[allow(clippy::type_complexity)]
+fn host_services(
+    config: &Config,
+) -> Result<
+    (
+        HostServices,
+        Option<(AccessJournal, Option<DeliveryHandle>)>,
+    ),
+    StartError,
+> {
+    let mut services = HostServices::default();
+    if let Some(blocks) = BlockService::from_config(config)? {
+        services.blocks = Some(Arc::new(blocks));
+    }
+    let mut access_log = None;
+    if config.access_log.is_some() {
+        let (journal, delivery) = AccessJournal::open(config)?;
+        services.access_log = Some(Arc::new(journal.clone()));
+        access_log = Some((journal, delivery.map(|task| task.spawn())));
+    }
+    Ok((services, access_log))
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {

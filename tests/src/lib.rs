@@ -529,3 +529,35 @@ pub async fn closed_port() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     listener.local_addr().expect("addr")
 }
+
+/// A shipped policy (`policies/<dir>`, package `rtp-policy-<dir>`) built as a
+/// wasm32-wasip2 component, once per test binary and policy.
+pub fn shipped_policy_wasm(dir: &str) -> PathBuf {
+    static BUILT: std::sync::Mutex<Vec<(String, PathBuf)>> = std::sync::Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, wasm)) = built.iter().find(|(d, _)| d == dir) {
+        return wasm.clone();
+    }
+    let package = format!("rtp-policy-{dir}");
+    let status = std::process::Command::new(env!("CARGO"))
+        .current_dir(workspace_dir())
+        .env("CARGO_TARGET_DIR", target_dir())
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "-p",
+            &package,
+        ])
+        .status()
+        .expect("run cargo build for a policy");
+    assert!(status.success(), "building {package} failed");
+    let wasm = target_dir().join(format!(
+        "wasm32-wasip2/release/{}.wasm",
+        package.replace('-', "_")
+    ));
+    assert!(wasm.is_file(), "{} missing after the build", wasm.display());
+    built.push((dir.to_owned(), wasm.clone()));
+    wasm
+}

@@ -232,7 +232,7 @@ fn test_call() -> wit::Call {
 
 #[tokio::test]
 async fn reload_mode_retries_on_a_fresh_instance_and_a_crash_loop_disables_the_policy() {
-    let engine = PolicyEngine::new(None).unwrap();
+    let engine = PolicyEngine::new(None, Default::default()).unwrap();
     let limits = Limits {
         crash_loop_limit: 4,
         ..test_limits()
@@ -260,7 +260,7 @@ async fn reload_mode_retries_on_a_fresh_instance_and_a_crash_loop_disables_the_p
 #[tokio::test]
 async fn compiled_components_are_cached_by_content_hash() {
     let cache = tempfile::tempdir().unwrap();
-    let engine = PolicyEngine::new(Some(cache.path().to_owned())).unwrap();
+    let engine = PolicyEngine::new(Some(cache.path().to_owned()), Default::default()).unwrap();
     let (_, hash) = engine.compile(&test_policy_wasm()).await.unwrap();
     let cached: Vec<_> = std::fs::read_dir(cache.path()).unwrap().flatten().collect();
     assert_eq!(cached.len(), 1);
@@ -270,14 +270,14 @@ async fn compiled_components_are_cached_by_content_hash() {
         "{name}"
     );
     // A second engine loads it from the cache and gets the same content hash.
-    let again = PolicyEngine::new(Some(cache.path().to_owned())).unwrap();
+    let again = PolicyEngine::new(Some(cache.path().to_owned()), Default::default()).unwrap();
     let (_, hash_again) = again.compile(&test_policy_wasm()).await.unwrap();
     assert_eq!(hash, hash_again);
 }
 
 #[tokio::test]
 async fn instances_are_reused_and_answer_consistently() {
-    let engine = PolicyEngine::new(None).unwrap();
+    let engine = PolicyEngine::new(None, Default::default()).unwrap();
     let settings = r#"{"behaviour":"allow","version":"v7"}"#.to_owned();
     let policy = LoadedPolicy::load(
         &engine,

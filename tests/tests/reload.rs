@@ -199,7 +199,11 @@ async fn a_changed_config_file_is_reloaded_and_a_broken_one_keeps_the_running_co
     let sim = start_sim(&sim_toml(&pki, "")).await;
     let url = format!("https://127.0.0.1:{}", sim.https_addr().unwrap().port());
     let config_for = |behaviour: &str| {
-        proxy_toml(&pki, &url, &route_with_test_policy(behaviour, "fail-closed"))
+        proxy_toml(
+            &pki,
+            &url,
+            &route_with_test_policy(behaviour, "fail-closed"),
+        )
     };
     let file = pki.dir.path().join("rtp-proxy.toml");
     std::fs::write(&file, config_for("allow")).unwrap();
@@ -207,31 +211,58 @@ async fn a_changed_config_file_is_reloaded_and_a_broken_one_keeps_the_running_co
     let proxy = rtp_proxy::server::start(&config).await.unwrap();
     let addr = proxy.https_addr.unwrap();
     let tls = pki.client(Some("consumer"));
-    let reply = post_tls(addr, &tls, Call::soap(sample(REQUEST))).await.unwrap();
+    let reply = post_tls(addr, &tls, Call::soap(sample(REQUEST)))
+        .await
+        .unwrap();
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
 
     // Same routes, the policy now rejects: the new config is in force without a restart.
     let reloader = proxy.reloader();
     std::fs::write(&file, config_for("reject")).unwrap();
     assert!(
-        eventually(Duration::from_secs(20), || reloader.config_reload_count() == 1).await,
+        eventually(Duration::from_secs(20), || reloader.config_reload_count()
+            == 1)
+        .await,
         "the config change was not picked up: {:?}",
         reloader.last_config_error()
     );
-    let reply = post_tls(addr, &tls, Call::soap(sample(REQUEST))).await.unwrap();
-    assert_eq!(reply.fault_code().as_deref(), Some("RTP199"), "{}", reply.text());
+    let reply = post_tls(addr, &tls, Call::soap(sample(REQUEST)))
+        .await
+        .unwrap();
+    assert_eq!(
+        reply.fault_code().as_deref(),
+        Some("RTP199"),
+        "{}",
+        reply.text()
+    );
 
     // A broken file: the error names file and line, and the running config stays.
-    std::fs::write(&file, config_for("allow").replace("[proxy]", "[proxy]\nno_such_key = 1")).unwrap();
+    std::fs::write(
+        &file,
+        config_for("allow").replace("[proxy]", "[proxy]\nno_such_key = 1"),
+    )
+    .unwrap();
     assert!(
-        eventually(Duration::from_secs(20), || reloader.last_config_error().is_some()).await,
+        eventually(Duration::from_secs(20), || reloader
+            .last_config_error()
+            .is_some())
+        .await,
         "the broken config was not noticed"
     );
     let error = reloader.last_config_error().unwrap();
-    assert!(error.contains("rtp-proxy.toml:") && error.contains("no_such_key"), "{error}");
+    assert!(
+        error.contains("rtp-proxy.toml:") && error.contains("no_such_key"),
+        "{error}"
+    );
     assert_eq!(reloader.config_reload_count(), 1);
-    let reply = post_tls(addr, &tls, Call::soap(sample(REQUEST))).await.unwrap();
-    assert_eq!(reply.fault_code().as_deref(), Some("RTP199"), "still the running config");
+    let reply = post_tls(addr, &tls, Call::soap(sample(REQUEST)))
+        .await
+        .unwrap();
+    assert_eq!(
+        reply.fault_code().as_deref(),
+        Some("RTP199"),
+        "still the running config"
+    );
     proxy.shutdown().await;
     sim.shutdown().await;
 }

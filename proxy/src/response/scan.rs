@@ -59,9 +59,55 @@ pub enum ScanError {
 struct Current {
     start: u64,
     summary: wit::RecordSummary,
-    /// Local names from the record element (exclusive) down to the current element.
-    path: Vec<String>,
-    text: String,
+    /// Whether the text of the element just opened is wanted (its name is one the
+    /// summary reads): most text in a record is not, and is never decoded.
+    capture: bool,
+}
+
+/// Local names from the record element (exclusive) down to the current element. The
+/// strings are reused across records: reading a record allocates nothing per element.
+#[derive(Default)]
+struct Path {
+    names: Vec<String>,
+    depth: usize,
+}
+
+impl Path {
+    fn push(&mut self, name: &[u8]) {
+        let name = String::from_utf8_lossy(name);
+        match self.names.get_mut(self.depth) {
+            Some(slot) => {
+                slot.clear();
+                slot.push_str(&name);
+            }
+            None => self.names.push(name.into_owned()),
+        }
+        self.depth += 1;
+    }
+
+    fn pop(&mut self) {
+        self.depth = self.depth.saturating_sub(1);
+    }
+
+    fn as_slice(&self) -> &[String] {
+        &self.names[..self.depth]
+    }
+}
+
+/// Whether an element's text can go into a summary (see [`classify`]).
+fn wanted(name: &[u8]) -> bool {
+    const NAMES: [&str; 6] = [
+        "healthcareProfessionalCareGiverHSAId",
+        "healthcareProfessionalCareUnitHSAId",
+        "extension",
+        "sourceSystemHSAId",
+        "documentId",
+        "approvedForPatient",
+    ];
+    TIME_ELEMENTS.iter().any(|t| t.as_bytes() == name)
+        || NAMES
+            .iter()
+            .any(|n| n.as_bytes().eq_ignore_ascii_case(name))
 }
 
 /// Tracks where the reader is in the document and builds record summaries.
@@ -72,6 +118,8 @@ pub struct Scanner {
     /// from where `Body` actually is.
     record_depth: Option<usize>,
     current: Option<Current>,
+    path: Path,
+    text: String,
     next_index: u32,
 }
 
@@ -82,6 +130,8 @@ impl Scanner {
             depth: 0,
             record_depth: None,
             current: None,
+            path: Path::default(),
+            text: String::new(),
             next_index: 0,
         }
     }
@@ -110,16 +160,15 @@ impl Scanner {
                 let name = tag.local_name();
                 let name = name.as_ref();
                 if let Some(current) = &mut self.current {
-                    current
-                        .path
-                        .push(String::from_utf8_lossy(name).into_owned());
-                    current.text.clear();
+                    self.path.push(name);
+                    current.capture = wanted(name);
+                    self.text.clear();
                 } else if self.is_record(name) {
+                    self.path.depth = 0;
                     self.current = Some(Current {
                         start,
                         summary: self.new_summary(),
-                        path: Vec::with_capacity(8),
-                        text: String::new(),
+                        capture: false,
                     });
                 } else if self.record_depth.is_none() && self.depth == 2 && name == b"Body" {
                     self.record_depth = Some(4);
@@ -138,7 +187,7 @@ impl Scanner {
             Event::End(_) => {
                 self.depth = self.depth.saturating_sub(1);
                 if let Some(current) = &mut self.current {
-                    if current.path.is_empty() {
+                    if self.path.depth == 0 {
                         let current = self.current.take().expect("checked above");
                         return Ok(Some(ScannedRecord {
                             start: current.start,
@@ -146,56 +195,58 @@ impl Scanner {
                             summary: current.summary,
                         }));
                     }
-                    let value = std::mem::take(&mut current.text);
-                    classify(&current.path, value.trim(), &mut current.summary);
-                    current.path.pop();
+                    if current.capture {
+                        classify(self.path.as_slice(), self.text.trim(), &mut current.summary);
+                        current.capture = false;
+                    }
+                    self.path.pop();
                 }
             }
-            Event::Text(text) => {
-                if let Some(current) = &mut self.current {
-                    let decoded = text.xml10_content().map_err(|e| ScanError::Malformed {
-                        position: start,
-                        message: e.to_string(),
-                    })?;
-                    current.text.push_str(&decoded);
-                }
+            Event::Text(text) if self.capturing() => {
+                let decoded = text.xml10_content().map_err(|e| ScanError::Malformed {
+                    position: start,
+                    message: e.to_string(),
+                })?;
+                self.text.push_str(&decoded);
             }
-            Event::CData(text) => {
-                if let Some(current) = &mut self.current {
-                    let decoded = text.decode().map_err(|e| ScanError::Malformed {
-                        position: start,
-                        message: e.to_string(),
-                    })?;
-                    current.text.push_str(&decoded);
-                }
+            Event::CData(text) if self.capturing() => {
+                let decoded = text.decode().map_err(|e| ScanError::Malformed {
+                    position: start,
+                    message: e.to_string(),
+                })?;
+                self.text.push_str(&decoded);
             }
             Event::GeneralRef(reference) => {
-                let resolved = match reference.resolve_char_ref() {
-                    Ok(Some(c)) => c.to_string(),
-                    Ok(None) => {
-                        let name = reference.decode().map_err(|e| ScanError::Malformed {
-                            position: start,
-                            message: e.to_string(),
-                        })?;
-                        quick_xml::escape::resolve_predefined_entity(&name)
-                            .ok_or(ScanError::UndefinedEntity)?
-                            .to_owned()
-                    }
-                    Err(e) => {
-                        return Err(ScanError::Malformed {
-                            position: start,
-                            message: e.to_string(),
-                        })
-                    }
+                // Every reference is checked (an undefined entity is refused); only
+                // wanted text is built.
+                let capture = self.capturing();
+                let malformed = |message: String| ScanError::Malformed {
+                    position: start,
+                    message,
                 };
-                if let Some(current) = &mut self.current {
-                    current.text.push_str(&resolved);
+                match reference.resolve_char_ref() {
+                    Ok(Some(c)) if capture => self.text.push(c),
+                    Ok(Some(_)) => {}
+                    Ok(None) => {
+                        let name = reference.decode().map_err(|e| malformed(e.to_string()))?;
+                        let resolved = quick_xml::escape::resolve_predefined_entity(&name)
+                            .ok_or(ScanError::UndefinedEntity)?;
+                        if capture {
+                            self.text.push_str(resolved);
+                        }
+                    }
+                    Err(e) => return Err(malformed(e.to_string())),
                 }
             }
             Event::DocType(_) => return Err(ScanError::DocType),
             _ => {}
         }
         Ok(None)
+    }
+
+    /// Whether the text being read is wanted.
+    fn capturing(&self) -> bool {
+        self.current.as_ref().is_some_and(|c| c.capture)
     }
 
     /// Whether a start tag just entered (depth already counted) opens a record.
