@@ -37,6 +37,7 @@ mod types;
 pub use types::*;
 
 pub mod host;
+pub mod pattern;
 pub mod testing;
 
 #[cfg(target_arch = "wasm32")]

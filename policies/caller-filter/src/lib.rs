@@ -8,14 +8,12 @@
 //! care providers) for the consumers they name, so the answer looks as if those units had
 //! not been queried (Inera's producer tests 7.1-7.3). See README.md.
 
-mod pattern;
-
 use std::collections::BTreeSet;
 
 use rtp_policy_sdk::*;
 use serde::Deserialize;
 
-pub use pattern::{Pattern, Patterns};
+pub use rtp_policy_sdk::pattern::{Pattern, Patterns};
 
 /// The fault code for a denied call: NTjP's "not authorised" code, same meaning.
 pub const CODE: &str = "VP007";

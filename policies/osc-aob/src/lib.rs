@@ -8,12 +8,10 @@
 //! the call refused. Every call gets decision-log notes naming the OSC and AoB forwarded
 //! and where they came from. See README.md.
 
-mod pattern;
-
 use rtp_policy_sdk::*;
 use serde::Deserialize;
 
-pub use pattern::{Pattern, Patterns};
+pub use rtp_policy_sdk::pattern::{Pattern, Patterns};
 
 /// The original service consumer header.
 pub const OSC: &str = "x-rivta-original-serviceconsumer-hsaid";
