@@ -225,3 +225,177 @@ async fn an_untrusted_caller_cannot_assert_a_user_and_ntjp_never_sees_the_call()
         .all(|c| !c.body_text().contains("GetCareDocumentation>")));
     env.proxy.shutdown().await;
 }
+
+/// target/<profile>/deps/<test>-<hash> → target/<profile>
+fn profile_dir() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.parent()
+        .and_then(std::path::Path::parent)
+        .unwrap()
+        .to_owned()
+}
+
+/// Builds and starts `rtp-proxy run --config FILE` as its own process; waits (bounded)
+/// until it listens on `port`.
+async fn spawn_proxy(config: &std::path::Path, port: u16) -> std::process::Child {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut cargo = std::process::Command::new(env!("CARGO"));
+    cargo
+        .current_dir(&repo)
+        .args(["build", "--bin", "rtp-proxy", "-p", "rtp-proxy"]);
+    if profile_dir().file_name().is_some_and(|p| p == "release") {
+        cargo.arg("--release");
+    }
+    assert!(
+        cargo.status().unwrap().success(),
+        "building rtp-proxy failed"
+    );
+    let mut child = std::process::Command::new(profile_dir().join("rtp-proxy"))
+        .args(["run", "--config"])
+        .arg(config)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start rtp-proxy");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "rtp-proxy did not listen in time"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "rtp-proxy exited early"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    child
+}
+
+async fn free_port() -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// The proxy is SIGKILLed in the middle of a bounded load while the log service is down,
+/// so nothing has been delivered yet: after a restart, every response that was released
+/// has its access-log entry at the log service (each call's employee id identifies it).
+#[tokio::test]
+async fn every_released_response_has_its_access_log_entry_after_a_sigkill() {
+    let pki = Pki::generate();
+    let sim = start_sim(&sim_toml(&pki, &sim_extra())).await;
+    sim.set_producer_fault("log-service", ntjp_sim::FaultMode::Http503);
+    let url = format!("https://127.0.0.1:{}", sim.https_addr().unwrap().port());
+    let journal = tempfile::tempdir().unwrap();
+    let port = free_port().await;
+    let sections = format!(
+        r#"
+[blocks]
+upstream = "ntjp"
+
+[access_log]
+dir = "{journal}"
+upstream = "ntjp"
+system_id = "{proxy}"
+retry_initial_ms = 50
+retry_max_ms = 200
+
+[[route]]
+name = "records"
+
+[[route.policy]]
+file = "{wasm}"
+settings = {{ trusted_actor_assertors = ["{consumer}"] }}
+"#,
+        journal = journal.path().display(),
+        proxy = ids::PROXY,
+        wasm = shipped_policy_wasm("block-check").display(),
+        consumer = ids::CONSUMER,
+    );
+    let text = proxy_toml(&pki, &url, &sections).replacen(
+        "listen = \"127.0.0.1:0\"",
+        &format!("listen = \"127.0.0.1:{port}\""),
+        1,
+    );
+    let config = pki.dir.path().join("rtp-proxy.toml");
+    std::fs::write(&config, text).unwrap();
+    let mut proxy = spawn_proxy(&config, port).await;
+
+    // Load: four clients, each call as its own employee, bounded in count and time. The
+    // proxy is killed while they run.
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let released = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let mut clients = Vec::new();
+    for client in 0..4 {
+        let tls = pki.client(Some("consumer"));
+        let released = released.clone();
+        clients.push(tokio::spawn(async move {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            for n in 0..200 {
+                if Instant::now() > deadline {
+                    break;
+                }
+                let employee = format!("SE2321000016-E{client}x{n}");
+                let call = Call::soap(request())
+                    .header("x-rtp-actor-employee-hsaid", employee.clone())
+                    .header("x-rtp-actor-careunit-hsaid", "SE2321000016-VE01")
+                    .header("x-rtp-actor-careprovider-hsaid", VG01);
+                match post_tls(addr, &tls, call).await {
+                    // A complete 200 answer was released to the consumer.
+                    Ok(reply) if reply.status == StatusCode::OK => {
+                        released.lock().unwrap().push(employee)
+                    }
+                    Ok(_) => {}
+                    Err(_) => break, // the proxy is gone
+                }
+            }
+        }));
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while released.lock().unwrap().len() < 40 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    proxy.kill().expect("SIGKILL the proxy");
+    let _ = proxy.wait();
+    for client in clients {
+        let _ = client.await;
+    }
+    let released = released.lock().unwrap().clone();
+    assert!(
+        released.len() >= 40,
+        "the load released {} answers",
+        released.len()
+    );
+    assert!(
+        sim.store_log_entries().is_empty(),
+        "nothing delivered before the kill"
+    );
+
+    // Restart on the same journal with the log service back: every released answer's
+    // entry arrives.
+    sim.set_producer_fault("log-service", ntjp_sim::FaultMode::None);
+    let mut proxy = spawn_proxy(&config, port).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let missing = loop {
+        let logged: std::collections::HashSet<String> = sim
+            .store_log_entries()
+            .into_iter()
+            .filter_map(|e| e.user_id)
+            .collect();
+        let missing: Vec<&String> = released.iter().filter(|e| !logged.contains(*e)).collect();
+        if missing.is_empty() || Instant::now() > deadline {
+            break missing.len();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let _ = proxy.kill();
+    let _ = proxy.wait();
+    assert_eq!(
+        missing, 0,
+        "released answers without a delivered access-log entry"
+    );
+}
