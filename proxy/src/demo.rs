@@ -16,6 +16,14 @@ use crate::server;
 /// The demo request the printed `curl` call sends.
 pub const DEMO_REQUEST: &str = "examples/requests/GetCareDocumentation_v2.xml";
 
+/// The accessing user the demo journal system asserts for the block check (headers the
+/// block-check policy reads; the proxy does not forward them).
+pub const DEMO_ACTOR: [(&str, &str); 3] = [
+    ("x-rtp-actor-employee-hsaid", "SE2321000016-E001"),
+    ("x-rtp-actor-careunit-hsaid", "SE2321000016-VE01"),
+    ("x-rtp-actor-careprovider-hsaid", "SE2321000016-VG01"),
+];
+
 pub async fn run(config_path: &Path, sim_config: &Path) -> anyhow::Result<()> {
     let config_dir = config_path.parent().unwrap_or(Path::new("."));
     let pki_dir = config_dir.join("demo-pki");
@@ -24,6 +32,20 @@ pub async fn run(config_path: &Path, sim_config: &Path) -> anyhow::Result<()> {
         println!("generated a demo PKI in {}", pki_dir.display());
     }
     let config = Config::load(config_path)?;
+    let missing: Vec<String> = config
+        .routes
+        .iter()
+        .flat_map(|r| &r.policies)
+        .map(|p| config.resolve(&p.file))
+        .filter(|file| !file.is_file())
+        .map(|file| file.display().to_string())
+        .collect();
+    if !missing.is_empty() {
+        bail!(
+            "the demo's policies are not built ({}); build them with: cargo build --release --target wasm32-wasip2 -p 'rtp-policy-*'",
+            missing.join(", ")
+        );
+    }
 
     let mut sim = start_simulator(sim_config).await?;
     let proxy = match server::start(&config).await {
@@ -102,6 +124,10 @@ fn print_instructions(pki_dir: &Path, config: &Config) {
     let http = config.http.as_ref().map(|h| h.listen.to_string());
     let path = "/vp/clinicalprocess/healthcond/description/GetCareDocumentation/2/rivtabp21";
     let action = "urn:riv:clinicalprocess:healthcond:description:GetCareDocumentationResponder:2:GetCareDocumentation";
+    let actor: String = DEMO_ACTOR
+        .iter()
+        .map(|(name, value)| format!("  -H '{name}: {value}' \\\n"))
+        .collect();
     println!("\nrtp-proxy demo is running. NTjP simulator: https://127.0.0.1:9443. Ctrl-C stops everything.\n");
     if let Some(addr) = https {
         println!(
@@ -109,13 +135,16 @@ fn print_instructions(pki_dir: &Path, config: &Config) {
             pki::demo_ids::CONSUMER
         );
         println!(
-            "curl -sS --cacert {pki}/ca.crt --cert {pki}/consumer.crt --key {pki}/consumer.key \\\n  -H 'Content-Type: text/xml; charset=UTF-8' -H 'SOAPAction: \"{action}\"' \\\n  --data-binary @{DEMO_REQUEST} https://{addr}{path}\n"
+            "curl -sS --cacert {pki}/ca.crt --cert {pki}/consumer.crt --key {pki}/consumer.key \\\n  -H 'Content-Type: text/xml; charset=UTF-8' -H 'SOAPAction: \"{action}\"' \\\n{actor}  --data-binary @{DEMO_REQUEST} https://{addr}{path}\n"
+        );
+        println!(
+            "GetCareDocumentation passes four policies (osc-aob, caller-filter, look-back, block-check):\nthe x-rtp-actor-* headers name the user for the block check; records under the\npatient's block are withheld, and the access is logged (journal in target/demo-access-log,\ndelivered to the simulator's log service).\n"
         );
     }
     if let Some(addr) = http {
         println!("The same over the development HTTP listener (identity from x-vp-sender-id):\n");
         println!(
-            "curl -sS -H 'Content-Type: text/xml; charset=UTF-8' -H 'x-vp-sender-id: {}' \\\n  --data-binary @{DEMO_REQUEST} http://{addr}{path}\n",
+            "curl -sS -H 'Content-Type: text/xml; charset=UTF-8' -H 'x-vp-sender-id: {}' \\\n{actor}  --data-binary @{DEMO_REQUEST} http://{addr}{path}\n",
             pki::demo_ids::CONSUMER
         );
     }

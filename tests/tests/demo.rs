@@ -31,6 +31,20 @@ fn build_binaries(repo: &Path) {
     }
     let status = cargo.status().expect("run cargo build");
     assert!(status.success(), "building the demo binaries failed");
+    // The demo config's policies, as the README's command builds them.
+    let status = Command::new(env!("CARGO"))
+        .current_dir(repo)
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "-p",
+            "rtp-policy-*",
+        ])
+        .status()
+        .expect("run cargo build for the policies");
+    assert!(status.success(), "building the demo policies failed");
 }
 
 #[tokio::test]
@@ -68,13 +82,13 @@ async fn the_demo_serves_the_printed_call_and_stops_on_sigterm() {
     .unwrap();
     let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls));
     let body = std::fs::read(repo.join(rtp_proxy::demo::DEMO_REQUEST)).unwrap();
-    let reply = post_tls(
-        "127.0.0.1:8443".parse().unwrap(),
-        &connector,
-        Call::soap(body),
-    )
-    .await
-    .unwrap();
+    let mut call = Call::soap(body);
+    for (name, value) in rtp_proxy::demo::DEMO_ACTOR {
+        call = call.header(name, value);
+    }
+    let reply = post_tls("127.0.0.1:8443".parse().unwrap(), &connector, call)
+        .await
+        .unwrap();
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
     assert!(
         reply.text().contains("GetCareDocumentationResponse"),
@@ -111,6 +125,10 @@ async fn the_demo_serves_the_printed_call_and_stops_on_sigterm() {
     assert!(
         printed.contains("curl -sS --cacert config/demo-pki/ca.crt"),
         "{printed}"
+    );
+    assert!(
+        printed.contains("-H 'x-rtp-actor-employee-hsaid: SE2321000016-E001'"),
+        "the printed call names the user for the block check: {printed}"
     );
     // The simulator went down with it.
     assert!(tokio::net::TcpStream::connect("127.0.0.1:9443")
