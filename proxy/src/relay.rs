@@ -499,7 +499,7 @@ async fn load_pipelines(
 }
 
 /// What policies see of a call.
-fn policy_call(
+pub(crate) fn policy_call(
     call: &crate::inspect::Call,
     route: &str,
     sender: &str,

@@ -43,6 +43,23 @@ pub trait AccessSink: Send + Sync + 'static {
     ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
 }
 
+/// Where the time policies read (`clock.now-millis`) comes from.
+pub trait Clock: Send + Sync + 'static {
+    /// Milliseconds since the Unix epoch.
+    fn now_millis(&self) -> u64;
+}
+
+/// A clock that always reads the same instant: for `rtp-proxy policy test` cases and
+/// tests of date-dependent policies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FixedClock(pub u64);
+
+impl Clock for FixedClock {
+    fn now_millis(&self) -> u64 {
+        self.0
+    }
+}
+
 /// What the host offers every policy instance.
 #[derive(Clone, Default)]
 pub struct HostServices {
@@ -50,6 +67,8 @@ pub struct HostServices {
     pub blocks: Option<Arc<dyn BlockLookup>>,
     /// The access-log journal; none when the config has none.
     pub access_log: Option<Arc<dyn AccessSink>>,
+    /// The clock policies see; none is the system clock (always, in the proxy).
+    pub clock: Option<Arc<dyn Clock>>,
 }
 
 impl std::fmt::Debug for HostServices {
@@ -57,6 +76,7 @@ impl std::fmt::Debug for HostServices {
         f.debug_struct("HostServices")
             .field("blocks", &self.blocks.is_some())
             .field("access_log", &self.access_log.is_some())
+            .field("clock", &self.clock.as_ref().map(|c| c.now_millis()))
             .finish()
     }
 }

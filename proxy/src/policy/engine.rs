@@ -96,6 +96,9 @@ impl types::Host for State {}
 
 impl clock::Host for State {
     fn now_millis(&mut self) -> u64 {
+        if let Some(clock) = &self.services.clock {
+            return clock.now_millis();
+        }
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64)
@@ -184,6 +187,16 @@ impl PolicyEngine {
 
     pub fn services(&self) -> &HostServices {
         &self.services
+    }
+
+    /// The same engine (compiled components stay usable, the compile cache is shared)
+    /// lending other capabilities to the policies loaded through it: `policy test` gives
+    /// each case its own clock, blocks and access log.
+    pub fn with_services(&self, services: HostServices) -> PolicyEngine {
+        PolicyEngine {
+            services,
+            ..self.clone()
+        }
     }
 
     pub fn engine(&self) -> &Engine {

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use serde::Deserialize;
+use wasmtime::component::Component;
 use wasmtime::{Store, StoreLimitsBuilder};
 
 use super::bindings::{Policy, PolicyPre};
@@ -117,13 +118,37 @@ impl LoadedPolicy {
         limits: Limits,
     ) -> Result<LoadedPolicy, LoadError> {
         let (component, content_hash) = engine.compile(file).await?;
+        LoadedPolicy::load_compiled(
+            engine,
+            file,
+            &component,
+            content_hash,
+            settings_json,
+            failure_mode,
+            limits,
+        )
+        .await
+    }
+
+    /// [`LoadedPolicy::load`] for a component `engine` compiled already (with
+    /// [`PolicyEngine::compile`]): `policy test` compiles a policy once and loads it per
+    /// case, with each case's settings and capabilities.
+    pub async fn load_compiled(
+        engine: &PolicyEngine,
+        file: &Path,
+        component: &Component,
+        content_hash: String,
+        settings_json: String,
+        failure_mode: FailureMode,
+        limits: Limits,
+    ) -> Result<LoadedPolicy, LoadError> {
         let instantiate_error = |e: wasmtime::Error| LoadError::Instantiate {
             file: file.to_owned(),
             message: format!("{e:#}"),
         };
         let instance_pre = engine
             .linker()
-            .instantiate_pre(&component)
+            .instantiate_pre(component)
             .map_err(instantiate_error)?;
         let pre = PolicyPre::new(instance_pre).map_err(instantiate_error)?;
 

@@ -29,7 +29,8 @@ pub mod reload;
 
 pub use bindings::rtp::policy::types as wit;
 pub use capabilities::{
-    AccessContext, AccessEntry, AccessSink, BlockLookup, BlocksAnswer, HostServices,
+    AccessContext, AccessEntry, AccessSink, BlockLookup, BlocksAnswer, Clock, FixedClock,
+    HostServices,
 };
 pub use engine::{LoadError, PolicyEngine};
 pub use loaded::{FailureMode, LoadedPolicy};

@@ -154,7 +154,7 @@ impl Pipeline {
 }
 
 /// Keeps the call the next policy sees in step with the edits made so far.
-fn apply_to_call(call: &mut wit::Call, edit: &wit::Edit) {
+pub(crate) fn apply_to_call(call: &mut wit::Call, edit: &wit::Edit) {
     match edit {
         wit::Edit::SetHeader(header) => {
             let name = header.name.to_ascii_lowercase();
