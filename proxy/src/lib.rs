@@ -15,6 +15,7 @@ pub mod identity;
 pub mod inspect;
 pub mod pki;
 pub mod policy;
+pub mod policy_test;
 pub mod relay;
 pub mod reload;
 pub mod response;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use rtp_proxy::config::Config;
-use rtp_proxy::{demo, relay::Relay, server};
+use rtp_proxy::{demo, policy_test, relay::Relay, server};
 use tracing_subscriber::EnvFilter;
 
 // A proxy allocates many small, short-lived buffers per call; mimalloc serves them with
@@ -55,16 +55,69 @@ enum Command {
         #[arg(long, default_value = "config/ntjp-sim.toml")]
         sim_config: PathBuf,
     },
+    /// Work with policy components.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Run a built policy against recorded cases (TOML files; see plugins/README.md) and
+    /// report each PASS or FAIL with what differed; exit non-zero if any case fails or is
+    /// invalid.
+    Test {
+        /// The built policy component (.wasm).
+        #[arg(long)]
+        policy: PathBuf,
+        /// Case files, or directories whose *.toml files are cases.
+        #[arg(required = true)]
+        cases: Vec<PathBuf>,
+        /// Also print the call, the response's records and the outcome of every case.
+        #[arg(long)]
+        show: bool,
+        /// Deadline of one policy call, in milliseconds.
+        #[arg(long, default_value_t = 1000)]
+        deadline_ms: u64,
+        /// Keep compiled components here across runs (as `[policies] cache_dir`).
+        #[arg(long)]
+        cache_dir: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    // A test run's output is its report; RUST_LOG=debug adds the policies' log lines.
+    let default_level = match cli.command {
+        Command::Policy { .. } => "off",
+        _ => "info",
+    };
+    init_logging(cli.log_format, default_level);
     let result = match cli.command {
         Command::Run { config } => run(config),
         Command::Check { config } => runtime(1).and_then(|rt| rt.block_on(check(config))),
         Command::Demo { config, sim_config } => {
             runtime(0).and_then(|rt| rt.block_on(demo::run(&config, &sim_config)))
+        }
+        Command::Policy {
+            command:
+                PolicyCommand::Test {
+                    policy,
+                    cases,
+                    show,
+                    deadline_ms,
+                    cache_dir,
+                },
+        } => {
+            let options = policy_test::Options {
+                policy,
+                cases,
+                show,
+                deadline_ms,
+                cache_dir,
+            };
+            runtime(1).and_then(|rt| rt.block_on(run_policy_tests(options)))
         }
     };
     match result {
@@ -76,8 +129,9 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+fn init_logging(format: LogFormat, default_level: &str) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -163,4 +217,19 @@ async fn check(path: PathBuf) -> anyhow::Result<()> {
         policies
     );
     Ok(())
+}
+
+/// `policy test`: the report goes to stdout; failed or invalid cases fail the command.
+async fn run_policy_tests(options: policy_test::Options) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    let summary = policy_test::run(&options, &mut stdout).await?;
+    if summary.success() {
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "{} case(s) failed, {} invalid",
+            summary.failed,
+            summary.invalid
+        )
+    }
 }
