@@ -29,6 +29,7 @@ use quick_xml::Reader;
 use tokio::time::Instant;
 
 use crate::config::{millis, BlocksConfig, Config};
+use crate::metrics::{self, Metrics};
 use crate::policy::capabilities::blocks::{Block, BlockKind, TemporaryRevoke};
 use crate::policy::{BlockLookup, BlocksAnswer};
 use crate::upstream::Upstream;
@@ -85,6 +86,8 @@ struct Inner {
     timeout: Duration,
     max_entries: usize,
     state: Mutex<CacheState>,
+    /// Where hits, misses and errors are counted.
+    metrics: Arc<Metrics>,
 }
 
 /// (patient, care provider).
@@ -159,6 +162,15 @@ impl BlockService {
         config: &BlocksConfig,
         upstream: Arc<Upstream>,
     ) -> Result<BlockService, BlocksError> {
+        BlockService::with_metrics(config, upstream, Metrics::detached())
+    }
+
+    /// [`BlockService::new`], counting lookups in `metrics`.
+    pub fn with_metrics(
+        config: &BlocksConfig,
+        upstream: Arc<Upstream>,
+        metrics: Arc<Metrics>,
+    ) -> Result<BlockService, BlocksError> {
         let uri = upstream
             .uri_for(&config.path)
             .map_err(|e| BlocksError::Config(e.to_string()))?;
@@ -171,6 +183,7 @@ impl BlockService {
                 timeout: millis(config.timeout_ms),
                 max_entries: config.max_entries.max(1),
                 state: Mutex::new(CacheState::default()),
+                metrics,
             }),
         })
     }
@@ -178,6 +191,14 @@ impl BlockService {
     /// The service of the config's `[blocks]` with a client of its own for the upstream;
     /// none when the config has no `[blocks]`.
     pub fn from_config(config: &Config) -> Result<Option<BlockService>, BlocksError> {
+        BlockService::from_config_with_metrics(config, Metrics::detached())
+    }
+
+    /// [`BlockService::from_config`], counting lookups in `metrics`.
+    pub fn from_config_with_metrics(
+        config: &Config,
+        metrics: Arc<Metrics>,
+    ) -> Result<Option<BlockService>, BlocksError> {
         let Some(blocks) = &config.blocks else {
             return Ok(None);
         };
@@ -186,7 +207,7 @@ impl BlockService {
         })?;
         let upstream = Upstream::new(upstream, config)
             .map_err(|e| BlocksError::Config(format!("upstream {}: {e}", upstream.name)))?;
-        BlockService::new(blocks, Arc::new(upstream)).map(Some)
+        BlockService::with_metrics(blocks, Arc::new(upstream), metrics).map(Some)
     }
 
     /// The patient's blocks as seen by `care_provider` (the accessing actor's care
@@ -196,18 +217,30 @@ impl BlockService {
         patient_id: &str,
         care_provider: &str,
     ) -> Result<Vec<Block>, BlocksError> {
+        let (counted, answer) = self.lookup_counted(patient_id, care_provider).await;
+        self.inner.metrics.block_lookup(counted);
+        answer
+    }
+
+    /// The lookup, with how it was answered (for the metrics).
+    async fn lookup_counted(
+        &self,
+        patient_id: &str,
+        care_provider: &str,
+    ) -> (metrics::BlockLookup, Result<Vec<Block>, BlocksError>) {
+        use metrics::BlockLookup::{Error, Hit, Miss, Stale};
         let (patient_id, care_provider) = (patient_id.trim(), care_provider.trim());
         if patient_id.is_empty() {
-            return Err(BlocksError::Input("a patient id"));
+            return (Error, Err(BlocksError::Input("a patient id")));
         }
         if care_provider.is_empty() {
-            return Err(BlocksError::Input("a care provider"));
+            return (Error, Err(BlocksError::Input("a care provider")));
         }
         let key: Key = (patient_id.to_owned(), care_provider.to_owned());
         let fetch = {
             let mut state = self.state();
             if let Some((blocks, _)) = state.get(&key, Instant::now(), self.inner.ttl) {
-                return Ok(blocks.as_ref().clone());
+                return (Hit, Ok(blocks.as_ref().clone()));
             }
             state
                 .inflight
@@ -216,7 +249,7 @@ impl BlockService {
                 .clone()
         };
         match fetch.await {
-            Ok(blocks) => Ok(blocks.as_ref().clone()),
+            Ok(blocks) => (Miss, Ok(blocks.as_ref().clone())),
             Err(error) => {
                 let max_age = self.inner.ttl + self.inner.stale_if_error;
                 match self.state().get(&key, Instant::now(), max_age) {
@@ -227,9 +260,9 @@ impl BlockService {
                             age_ms = age.as_millis() as u64,
                             "block service failing: serving a cached answer past its TTL"
                         );
-                        Ok(blocks.as_ref().clone())
+                        (Stale, Ok(blocks.as_ref().clone()))
                     }
-                    None => Err(error),
+                    None => (Error, Err(error)),
                 }
             }
         }
@@ -800,5 +833,33 @@ max_entries = {max_entries}
         let err = s.lookup("1", "SE-VG").await.unwrap_err();
         assert!(matches!(err, BlocksError::Unreachable(_)), "{err}");
         assert!(s.lookup("", "SE-VG").await.is_err());
+    }
+    #[tokio::test]
+    async fn lookups_are_counted_as_hit_stale_or_error() {
+        let s = service(60_000, 10_000, 10, "http://127.0.0.1:9");
+        let metrics = Arc::new(Metrics::new());
+        let s = BlockService {
+            inner: Arc::new(Inner {
+                metrics: metrics.clone(),
+                upstream: s.inner.upstream.clone(),
+                uri: s.inner.uri.clone(),
+                ttl: Duration::from_millis(100),
+                stale_if_error: Duration::from_millis(10_000),
+                timeout: s.inner.timeout,
+                max_entries: 10,
+                state: Mutex::new(CacheState::default()),
+            }),
+        };
+        seed(&s, "1", Instant::now());
+        seed(&s, "2", Instant::now() - Duration::from_millis(5_000));
+        assert!(s.lookup("1", "SE-VG").await.is_ok());
+        assert!(s.lookup("2", "SE-VG").await.is_ok());
+        assert!(s.lookup("3", "SE-VG").await.is_err());
+        let text = metrics.render();
+        for outcome in ["hit", "stale", "error"] {
+            let line = format!("rtp_block_lookups_total{{outcome=\"{outcome}\"}} 1");
+            assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        }
+        assert!(!text.contains("191212121212"));
     }
 }

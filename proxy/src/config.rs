@@ -36,6 +36,9 @@ pub struct Config {
     pub blocks: Option<BlocksConfig>,
     /// The PDL access-log journal and its delivery; none: no access logging.
     pub access_log: Option<AccessLogConfig>,
+    /// The operations listener (health, readiness, metrics, policies, reload).
+    #[serde(default)]
+    pub admin: AdminConfig,
     /// Directory relative paths are resolved against: the config file's own.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -225,6 +228,44 @@ pub struct RouteConfig {
     /// The route's policy pipeline, in order.
     #[serde(default, rename = "policy")]
     pub policies: Vec<RoutePolicy>,
+}
+
+/// `[admin]`: the operations listener: `/healthz`, `/readyz`, `/metrics`, `/policies`
+/// and `POST /reload`, plain HTTP without authentication, so loopback unless allowed.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Where it listens; none: no admin listener.
+    pub listen: Option<SocketAddr>,
+    /// Allow a `listen` address other than loopback (the endpoints have no
+    /// authentication, and `POST /reload` changes what runs).
+    #[serde(default)]
+    pub allow_non_loopback: bool,
+    /// `/readyz`: connect timeout of the TCP check of the default upstream.
+    #[serde(default = "default_admin_upstream_check_timeout_ms")]
+    pub upstream_check_timeout_ms: u64,
+    /// `/readyz`: how long one upstream check's result is reused, so that frequent
+    /// probes do not each open a connection.
+    #[serde(default = "default_admin_upstream_check_cache_ms")]
+    pub upstream_check_cache_ms: u64,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: None,
+            allow_non_loopback: false,
+            upstream_check_timeout_ms: default_admin_upstream_check_timeout_ms(),
+            upstream_check_cache_ms: default_admin_upstream_check_cache_ms(),
+        }
+    }
+}
+
+fn default_admin_upstream_check_timeout_ms() -> u64 {
+    1_000
+}
+fn default_admin_upstream_check_cache_ms() -> u64 {
+    2_000
 }
 
 /// `[blocks]`: the block service (GetBlocksForPatient 2) behind the `blocks` capability.
@@ -584,6 +625,7 @@ impl Config {
         if let Some(access_log) = &self.access_log {
             self.validate_access_log(access_log)?;
         }
+        validate_admin(&self.admin)?;
         Ok(())
     }
 
@@ -755,6 +797,29 @@ impl Config {
             ))
         }
     }
+}
+
+fn validate_admin(admin: &AdminConfig) -> Result<(), Invalid> {
+    let at = KeyPath::new("admin");
+    if let Some(listen) = admin.listen {
+        if !listen.ip().is_loopback() && !admin.allow_non_loopback {
+            return Err(Invalid::at(
+                at.key("listen"),
+                format!(
+                    "{listen} is not a loopback address: the admin endpoints have no authentication \
+                     and POST /reload changes what runs; use 127.0.0.1 or ::1, or set \
+                     allow_non_loopback = true to expose them on purpose"
+                ),
+            ));
+        }
+    }
+    if admin.upstream_check_timeout_ms == 0 {
+        return Err(Invalid::at(
+            at.key("upstream_check_timeout_ms"),
+            "must be greater than zero",
+        ));
+    }
+    Ok(())
 }
 
 /// An absolute URL path (no scheme, no host).
@@ -1003,6 +1068,32 @@ name = "all"
         assert_eq!(err.key.as_deref(), Some("access_log.system_id"));
         let err = parse(&format!("{GOOD}\n{log}sytem_name = \"x\"\n")).unwrap_err();
         assert!(err.message.contains("sytem_name"), "{err}");
+    }
+
+    #[test]
+    fn the_admin_listener_is_off_by_default_and_loopback_unless_allowed() {
+        let config = parse(GOOD).unwrap();
+        assert_eq!(config.admin.listen, None);
+        let config = parse(&format!("{GOOD}\n[admin]\nlisten = \"127.0.0.1:9901\"\n")).unwrap();
+        assert_eq!(config.admin.listen, Some("127.0.0.1:9901".parse().unwrap()));
+        assert_eq!(config.admin.upstream_check_cache_ms, 2_000);
+        assert!(parse(&format!("{GOOD}\n[admin]\nlisten = \"[::1]:9901\"\n")).is_ok());
+
+        let err = parse(&format!("{GOOD}\n[admin]\nlisten = \"0.0.0.0:9901\"\n")).unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("admin.listen"));
+        assert_eq!(err.line, Some(18), "{err}");
+        assert!(err.message.contains("allow_non_loopback = true"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("test.toml:18: key `admin.listen`"),
+            "{err}"
+        );
+
+        let allowed =
+            format!("{GOOD}\n[admin]\nlisten = \"0.0.0.0:9901\"\nallow_non_loopback = true\n");
+        assert!(parse(&allowed).is_ok());
+        let err = parse(&format!("{GOOD}\n[admin]\nlisen = \"127.0.0.1:1\"\n")).unwrap_err();
+        assert!(err.message.contains("lisen"), "{err}");
     }
 
     #[test]

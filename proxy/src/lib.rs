@@ -4,6 +4,7 @@
 //! back the same way. See the repository README for the tour.
 
 pub mod access_log;
+pub mod admin;
 pub mod blocks;
 pub mod config;
 pub mod contracts;
@@ -13,6 +14,7 @@ pub mod fault;
 pub mod headers;
 pub mod identity;
 pub mod inspect;
+pub mod metrics;
 pub mod pki;
 pub mod policy;
 pub mod policy_test;

@@ -3,6 +3,7 @@
 //! called. The order follows NTjP (`reference/ntjp-vp.md` §3.7) so callers get the same
 //! error for the same input.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,6 +23,7 @@ use crate::edit::{self, NewPeriod};
 use crate::fault::{Fault, FaultCode};
 use crate::headers::{self, ForwardedIdentity};
 use crate::inspect::{inspect, InspectError, SOAP11_NS};
+use crate::metrics::{self, InFlight, Label, Metrics, Outcome, UpstreamMetrics};
 use crate::policy::loaded::Limits as PolicyLimits;
 use crate::policy::{
     wit, AccessContext, HostServices, LoadedPolicy, Pipeline, PolicyEngine, PolicyReloader,
@@ -64,6 +66,51 @@ pub struct Relay {
     /// entries are made durable.
     services: HostServices,
     response_batch_bytes: u64,
+    metrics: Arc<Metrics>,
+    /// Route names as metric labels, made once.
+    route_labels: HashMap<String, Label>,
+    /// Each upstream's metric handles, looked up once.
+    upstream_metrics: HashMap<String, UpstreamMetrics>,
+    default_upstream: Option<UpstreamTarget>,
+}
+
+/// Where an upstream listens: what the admin's readiness check connects to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamTarget {
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+}
+
+impl UpstreamTarget {
+    fn of(config: &Config, name: &str) -> Option<UpstreamTarget> {
+        let uri: http::Uri = config.upstream(name)?.url.parse().ok()?;
+        let port = uri
+            .port_u16()
+            .unwrap_or(if uri.scheme_str() == Some("https") {
+                443
+            } else {
+                80
+            });
+        Some(UpstreamTarget {
+            name: name.to_owned(),
+            host: uri
+                .host()?
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
+            port,
+        })
+    }
+}
+
+/// What the relay learnt of a call on its way, for the call's metric labels.
+#[derive(Default)]
+struct Seen {
+    route: Option<Label>,
+    contract: Option<Label>,
+    /// The code of the upstream's own SOAP fault, when one was passed through.
+    upstream_fault: Option<Label>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -93,7 +140,17 @@ impl Relay {
     /// Builds the handler with capabilities made earlier: a config reload keeps the
     /// block-service cache and the access-log journal of the running proxy.
     pub async fn build_with(config: &Config, services: HostServices) -> Result<Relay, BuildError> {
-        let (pipelines, reloader) = match load_pipelines(config, &services).await? {
+        Relay::build_with_metrics(config, services, Metrics::detached()).await
+    }
+
+    /// [`Relay::build_with`], counting calls, policy verdicts and upstream use in
+    /// `metrics` (the running proxy's; a config reload keeps them).
+    pub async fn build_with_metrics(
+        config: &Config,
+        services: HostServices,
+        metrics: Arc<Metrics>,
+    ) -> Result<Relay, BuildError> {
+        let (pipelines, reloader) = match load_pipelines(config, &services, &metrics).await? {
             Some((pipelines, reloader)) => (pipelines, Some(Arc::new(reloader))),
             None => (Vec::new(), None),
         };
@@ -130,7 +187,28 @@ impl Relay {
             reloader,
             services,
             response_batch_bytes: config.policies.response_batch_bytes.max(1),
+            route_labels: config
+                .routes
+                .iter()
+                .map(|r| (r.name.clone(), Label::shared(Arc::from(r.name.as_str()))))
+                .collect(),
+            upstream_metrics: config
+                .upstreams
+                .iter()
+                .map(|u| (u.name.clone(), metrics.upstream(&u.name)))
+                .collect(),
+            default_upstream: config
+                .proxy
+                .default_upstream
+                .as_deref()
+                .and_then(|name| UpstreamTarget::of(config, name)),
+            metrics,
         })
+    }
+
+    /// The `[proxy] default_upstream`'s address, when there is one.
+    pub fn default_upstream(&self) -> Option<&UpstreamTarget> {
+        self.default_upstream.as_ref()
     }
 
     /// How many policies the routes hold in all.
@@ -149,9 +227,17 @@ impl Relay {
         request: Request<Incoming>,
         caller: &Caller,
     ) -> Response<ResponseBody> {
+        let started = Instant::now();
         let correlation_id = headers::correlation_id(request.headers());
-        match self.relay(request, caller, &correlation_id).await {
-            Ok(response) => response,
+        let mut seen = Seen::default();
+        let (response, outcome, code) = match self
+            .relay(request, caller, &correlation_id, &mut seen)
+            .await
+        {
+            Ok(response) => match seen.upstream_fault.take() {
+                Some(code) => (response, Outcome::UpstreamFault, code),
+                None => (response, Outcome::Relayed, Label::fixed("")),
+            },
             Err(fault) => {
                 info!(
                     correlation_id = %correlation_id,
@@ -159,9 +245,22 @@ impl Relay {
                     detail = %fault.detail,
                     "call refused"
                 );
-                self.fault_response(&fault, &correlation_id)
+                let code = self.metrics.code_label(&fault.code);
+                (
+                    self.fault_response(&fault, &correlation_id),
+                    Outcome::Fault,
+                    code,
+                )
             }
-        }
+        };
+        self.metrics.call_finished(
+            seen.route.as_ref().unwrap_or(&metrics::NONE),
+            seen.contract.as_ref().unwrap_or(&metrics::NONE),
+            outcome,
+            &code,
+            started.elapsed(),
+        );
+        response
     }
 
     /// A fault as NTjP sends it: HTTP 500, SOAP 1.1, the correlation id returned.
@@ -183,6 +282,7 @@ impl Relay {
         request: Request<Incoming>,
         caller: &Caller,
         correlation_id: &str,
+        seen: &mut Seen,
     ) -> Result<Response<ResponseBody>, Fault> {
         let sender = self.sender(caller, request.headers())?;
         let routing_history =
@@ -201,6 +301,7 @@ impl Relay {
         let (parts, body) = request.into_parts();
         let body = self.read_body(body).await?;
         let call = inspect(&body).map_err(inspect_fault)?;
+        seen.contract = Some(self.metrics.contract_label(&call.contract));
 
         let original_consumer = headers::original_consumer(&parts.headers, &sender, |s| {
             self.osc_trusted.iter().any(|t| t.eq_ignore_ascii_case(s))
@@ -222,6 +323,7 @@ impl Relay {
                     ),
                 )
             })?;
+        seen.route = self.route_labels.get(&route.name).cloned();
 
         let upstream = &route.upstream;
         let identity = ForwardedIdentity {
@@ -253,12 +355,18 @@ impl Relay {
             .unwrap_or("/");
         let uri = upstream.uri_for(path).map_err(relay_fault)?;
 
+        let upstream_metrics = self.upstream_metrics.get(&upstream.name);
+        let in_flight = upstream_metrics.map(UpstreamMetrics::start);
         let started = Instant::now();
-        let response = upstream
+        let sent = upstream
             .send(uri, out_headers, body, route.response_timeout)
-            .await
-            .map_err(relay_fault)?;
-        let prt = started.elapsed().as_millis();
+            .await;
+        let elapsed = started.elapsed();
+        if let Some(m) = upstream_metrics {
+            m.answered(elapsed);
+        }
+        let response = sent.map_err(relay_fault)?;
+        let prt = elapsed.as_millis();
         // Per-call success lines are debug: at info they would cost a write per call.
         debug!(
             correlation_id = %correlation_id,
@@ -273,7 +381,11 @@ impl Relay {
         let filter = policy_view
             .filter(|_| route.pipeline.wants_response())
             .map(|view| self.response_filter(&route.pipeline, view, &call.contract));
-        self.response(response, upstream, correlation_id, prt, filter)
+        let response = response.map(|body| InFlightBody {
+            inner: body,
+            _in_flight: in_flight,
+        });
+        self.response(response, upstream, correlation_id, prt, filter, seen)
             .await
     }
 
@@ -365,11 +477,12 @@ impl Relay {
     /// through untouched; a SOAP fault passes with its status; anything else is VP009.
     async fn response(
         &self,
-        response: Response<Incoming>,
+        response: Response<InFlightBody<Incoming>>,
         upstream: &Upstream,
         correlation_id: &str,
         prt_ms: u128,
         filter: Option<ResponseFilter>,
+        seen: &mut Seen,
     ) -> Result<Response<ResponseBody>, Fault> {
         let (mut parts, body) = response.into_parts();
         headers::downstream_response_headers(&mut parts.headers, correlation_id, prt_ms);
@@ -422,6 +535,11 @@ impl Relay {
         };
         if is_soap_fault(&bytes) {
             warn!(correlation_id = %correlation_id, status = parts.status.as_u16(), "producer fault passed through");
+            seen.upstream_fault = Some(
+                fault_token(&bytes)
+                    .map(|token| self.metrics.code_token_label(token))
+                    .unwrap_or(metrics::OTHER),
+            );
             parts.headers.remove(header::CONTENT_LENGTH);
             return Ok(Response::from_parts(parts, full(bytes)));
         }
@@ -443,6 +561,7 @@ impl Relay {
 async fn load_pipelines(
     config: &Config,
     services: &HostServices,
+    metrics: &Arc<Metrics>,
 ) -> Result<Option<(Vec<Pipeline>, PolicyReloader)>, BuildError> {
     if config.routes.iter().all(|r| r.policies.is_empty()) {
         return Ok(None);
@@ -493,7 +612,7 @@ async fn load_pipelines(
             all_slots.push(slot.clone());
             slots.push(slot);
         }
-        pipelines.push(Pipeline::new(slots));
+        pipelines.push(Pipeline::with_metrics(slots, metrics.clone()));
     }
     Ok(Some((pipelines, PolicyReloader::new(engine, all_slots))))
 }
@@ -644,6 +763,46 @@ fn full(bytes: Bytes) -> ResponseBody {
     BoxBody::new(Full::new(bytes).map_err(|never| match never {}))
 }
 
+/// A response body that counts as in flight to its upstream until it is finished or
+/// dropped.
+struct InFlightBody<B> {
+    inner: B,
+    _in_flight: Option<InFlight>,
+}
+
+impl<B: Body + Unpin> Body for InFlightBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<B::Data>, B::Error>>> {
+        std::pin::Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The code token starting a SOAP fault's `faultstring`, if it has one.
+fn fault_token(body: &[u8]) -> Option<&str> {
+    let needle = b"faultstring>";
+    let start = body.windows(needle.len()).position(|w| w == needle)? + needle.len();
+    let rest = &body[start..];
+    let rest = &rest[rest.iter().position(|b| !b.is_ascii_whitespace())?..];
+    let end = rest
+        .iter()
+        .position(|b| b.is_ascii_whitespace() || *b == b'<')
+        .unwrap_or(rest.len());
+    std::str::from_utf8(&rest[..end]).ok()
+}
+
 fn is_soap_fault(body: &[u8]) -> bool {
     let contains = |needle: &[u8]| body.windows(needle.len()).any(|w| w == needle);
     contains(SOAP11_NS.as_bytes()) && contains(b"Fault")
@@ -706,6 +865,18 @@ mod tests {
         for hidden in ["x-vp-sender-id", "authorization", "cookie", "host"] {
             assert!(!selected_for_policies(hidden), "{hidden}");
         }
+    }
+
+    #[test]
+    fn the_code_of_an_upstream_fault_is_the_first_token_of_its_faultstring() {
+        let fault = b"<soap:Fault><faultcode>soap:Server</faultcode><faultstring>VP007 [ntjp] Not authorised</faultstring></soap:Fault>";
+        assert_eq!(fault_token(fault), Some("VP007"));
+        assert_eq!(
+            fault_token(b"<faultstring>\n  Boom</faultstring>"),
+            Some("Boom")
+        );
+        assert_eq!(fault_token(b"<faultstring></faultstring>"), Some(""));
+        assert_eq!(fault_token(b"<Fault/>"), None);
     }
 
     #[test]

@@ -11,7 +11,7 @@
 //!
 //! Triggers: a debounced file watch (directories of the config and of every policy, so
 //! rename-and-replace and Kubernetes' `..data` symlink swap are seen), SIGHUP, and the
-//! admin call.
+//! admin listener's `POST /reload`.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -25,6 +25,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::policy::{HostServices, PolicyReloader, ReloadOutcome};
 use crate::relay::Relay;
 
@@ -46,6 +47,18 @@ pub struct ReloadReport {
     /// Per policy slot, when the config itself did not change (a new config loads
     /// every policy afresh).
     pub policies: Vec<ReloadOutcome>,
+    /// Which slot each of `policies` is, in the same order.
+    pub slots: Vec<SlotRef>,
+}
+
+/// A pipeline position, as a reload report names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotRef {
+    pub route: String,
+    pub index: usize,
+    pub file: PathBuf,
+    /// The name of the version in force after the check.
+    pub policy: String,
 }
 
 /// Holds the relay in force and replaces it, or its policies, when files change.
@@ -59,6 +72,7 @@ pub struct Reloader {
     restart_only: String,
     config_reloads: AtomicU64,
     last_config_error: Mutex<Option<String>>,
+    metrics: Arc<Metrics>,
     /// One check at a time: a burst of triggers never loads a version twice.
     running: tokio::sync::Mutex<()>,
     watcher: Mutex<Option<(notify::RecommendedWatcher, BTreeSet<PathBuf>)>>,
@@ -74,6 +88,16 @@ impl std::fmt::Debug for Reloader {
 
 impl Reloader {
     pub fn new(relay: Relay, config: &Config, services: HostServices) -> Reloader {
+        Reloader::with_metrics(relay, config, services, Metrics::detached())
+    }
+
+    /// A reloader that counts reloads in `metrics` and builds new relays with them.
+    pub fn with_metrics(
+        relay: Relay,
+        config: &Config,
+        services: HostServices,
+        metrics: Arc<Metrics>,
+    ) -> Reloader {
         let config_hash = config
             .source_file
             .as_deref()
@@ -86,6 +110,7 @@ impl Reloader {
             restart_only: restart_only(config),
             config_reloads: AtomicU64::new(0),
             last_config_error: Mutex::new(None),
+            metrics,
             running: tokio::sync::Mutex::new(()),
             watcher: Mutex::new(None),
         }
@@ -99,6 +124,16 @@ impl Reloader {
     /// The running relay's policies; none when no route has policies.
     pub fn policies(&self) -> Option<Arc<PolicyReloader>> {
         self.relay().reloader()
+    }
+
+    /// The config file the running config came from (none when parsed from text).
+    pub fn config_file(&self) -> Option<&Path> {
+        self.config_file.as_deref()
+    }
+
+    /// The metrics of this proxy.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// How many times a new config has been swapped in.
@@ -116,11 +151,37 @@ impl Reloader {
     pub async fn reload(&self) -> ReloadReport {
         let _one_at_a_time = self.running.lock().await;
         let config = self.reload_config().await;
-        let policies = match (&config, self.policies()) {
-            (ConfigOutcome::Reloaded, _) | (_, None) => Vec::new(),
-            (_, Some(policies)) => policies.reload_changed().await,
+        let (policies, slots) = match (&config, self.policies()) {
+            (ConfigOutcome::Reloaded, _) | (_, None) => (Vec::new(), Vec::new()),
+            (_, Some(reloader)) => {
+                let outcomes = reloader.reload_changed().await;
+                let slots: Vec<SlotRef> = reloader
+                    .slots()
+                    .iter()
+                    .map(|slot| SlotRef {
+                        route: slot.route.clone(),
+                        index: slot.index,
+                        file: slot.file.clone(),
+                        policy: slot.current().name.to_string(),
+                    })
+                    .collect();
+                for (slot, outcome) in reloader.slots().iter().zip(&outcomes) {
+                    let success = match outcome {
+                        ReloadOutcome::Unchanged => continue,
+                        ReloadOutcome::Reloaded { .. } => true,
+                        ReloadOutcome::Failed(_) => false,
+                    };
+                    self.metrics
+                        .policy_reloaded(&slot.route, &slot.current().name, success);
+                }
+                (outcomes, slots)
+            }
         };
-        ReloadReport { config, policies }
+        ReloadReport {
+            config,
+            policies,
+            slots,
+        }
     }
 
     async fn reload_config(&self) -> ConfigOutcome {
@@ -144,7 +205,8 @@ impl Reloader {
                 "listener, certificate, block-service or access-log settings changed: they take effect at the next restart; the rest is reloaded now"
             );
         }
-        match Relay::build_with(&config, self.services.clone()).await {
+        match Relay::build_with_metrics(&config, self.services.clone(), self.metrics.clone()).await
+        {
             Ok(relay) => {
                 self.relay.store(Arc::new(relay));
                 if let Ok(mut running) = self.config_hash.lock() {
@@ -154,6 +216,7 @@ impl Reloader {
                     *last = None;
                 }
                 self.config_reloads.fetch_add(1, Ordering::Relaxed);
+                self.metrics.config_reloaded(true);
                 self.watch_new_directories();
                 tracing::info!(file = %file.display(), "config reloaded");
                 ConfigOutcome::Reloaded
@@ -164,6 +227,7 @@ impl Reloader {
 
     fn config_failed(&self, message: String) -> ConfigOutcome {
         tracing::error!(error = %message, "config reload failed; the running config stays");
+        self.metrics.config_reloaded(false);
         if let Ok(mut last) = self.last_config_error.lock() {
             *last = Some(message.clone());
         }
@@ -244,8 +308,13 @@ fn parent_dir(file: &Path) -> Option<PathBuf> {
 /// The settings bound at start, as text for comparison.
 fn restart_only(config: &Config) -> String {
     format!(
-        "{:?}|{:?}|{:?}|{:?}|{:?}",
-        config.https, config.http, config.blocks, config.access_log, config.proxy.worker_threads
+        "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
+        config.https,
+        config.http,
+        config.blocks,
+        config.access_log,
+        config.proxy.worker_threads,
+        config.admin
     )
 }
 

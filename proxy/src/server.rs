@@ -1,6 +1,7 @@
 //! Listeners: the mutual-TLS one consumers use and the plain-HTTP one for development and
 //! trusted internal callers. Each connection is served by hyper's HTTP/1.1 with keep-alive
 //! and a header read timeout; shutdown stops accepting and lets calls in flight finish.
+//! The admin listener (`crate::admin`), when configured, starts and stops with them.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,9 +18,11 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
 use crate::access_log::{AccessJournal, DeliveryHandle};
+use crate::admin::Admin;
 use crate::blocks::BlockService;
 use crate::config::{millis, Config};
 use crate::identity::SenderIdAttribute;
+use crate::metrics::Metrics;
 use crate::policy::HostServices;
 use crate::relay::{Caller, Relay};
 use crate::reload::Reloader;
@@ -49,6 +52,8 @@ pub enum StartError {
 pub struct RunningProxy {
     pub https_addr: Option<SocketAddr>,
     pub http_addr: Option<SocketAddr>,
+    /// The admin listener's address, when `[admin] listen` is set.
+    pub admin_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     reloader: Arc<Reloader>,
@@ -90,6 +95,11 @@ impl RunningProxy {
         self.reloader.clone()
     }
 
+    /// This proxy's metrics (what `/metrics` shows).
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.reloader.metrics().clone()
+    }
+
     /// A handle that triggers the shutdown from elsewhere (a signal handler).
     pub fn shutdown_trigger(&self) -> watch::Sender<bool> {
         self.shutdown.clone()
@@ -107,9 +117,10 @@ struct Serving {
 
 /// Binds the configured listeners and starts serving.
 pub async fn start(config: &Config) -> Result<RunningProxy, StartError> {
-    let (services, access_log) = host_services(config)?;
-    let relay = Relay::build_with(config, services.clone()).await?;
-    let reloader = Arc::new(Reloader::new(relay, config, services));
+    let metrics = Arc::new(Metrics::new());
+    let (services, access_log) = host_services(config, &metrics)?;
+    let relay = Relay::build_with_metrics(config, services.clone(), metrics.clone()).await?;
+    let reloader = Arc::new(Reloader::with_metrics(relay, config, services, metrics));
     if config.policies.watch {
         reloader
             .watch(millis(config.policies.reload_debounce_ms))
@@ -159,9 +170,28 @@ pub async fn start(config: &Config) -> Result<RunningProxy, StartError> {
             shutdown.subscribe(),
         )));
     }
+    let mut admin_addr = None;
+    if let Some(listen) = config.admin.listen {
+        let listener = bind(listen).await?;
+        admin_addr = listener.local_addr().ok();
+        let admin = Admin::new(
+            &config.admin,
+            reloader.clone(),
+            access_log.as_ref().map(|(journal, _)| journal.clone()),
+        );
+        info!(addr = ?admin_addr, "admin listener ready (/healthz /readyz /metrics /policies /reload)");
+        tasks.push(tokio::spawn(crate::admin::serve(
+            listener,
+            Arc::new(admin),
+            serving.header_read_timeout,
+            serving.grace,
+            shutdown.subscribe(),
+        )));
+    }
     Ok(RunningProxy {
         https_addr,
         http_addr,
+        admin_addr,
         shutdown,
         tasks,
         reloader,
@@ -175,6 +205,7 @@ pub async fn start(config: &Config) -> Result<RunningProxy, StartError> {
 #[allow(clippy::type_complexity)]
 fn host_services(
     config: &Config,
+    metrics: &Arc<Metrics>,
 ) -> Result<
     (
         HostServices,
@@ -183,7 +214,7 @@ fn host_services(
     StartError,
 > {
     let mut services = HostServices::default();
-    if let Some(blocks) = BlockService::from_config(config)? {
+    if let Some(blocks) = BlockService::from_config_with_metrics(config, metrics.clone())? {
         services.blocks = Some(Arc::new(blocks));
     }
     let mut access_log = None;

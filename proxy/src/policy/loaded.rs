@@ -301,6 +301,11 @@ impl LoadedPolicy {
     pub fn consecutive_failures(&self) -> u32 {
         self.consecutive_failures.load(Ordering::Relaxed)
     }
+
+    /// Whether the policy failed too often in a row and is not run until reloaded.
+    pub fn is_crash_looping(&self) -> bool {
+        self.consecutive_failures() >= self.limits.crash_loop_limit
+    }
 }
 
 /// One call into a policy.

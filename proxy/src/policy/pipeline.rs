@@ -3,12 +3,14 @@
 //! refusal ends the pipeline: a refused call never reaches the upstream.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use super::capabilities::AccessEntry;
-use super::loaded::FailureMode;
+use super::loaded::{FailureMode, PolicyFailure};
 use super::reload::PolicySlot;
 use super::wit;
 use crate::fault::{Fault, FaultCode};
+use crate::metrics::{Metrics, Phase, PolicyResult};
 
 /// The outcome of the request phase.
 #[derive(Debug, Clone)]
@@ -31,14 +33,28 @@ pub struct ResponseDecision {
 }
 
 /// The policies of one route, in order.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub struct Pipeline {
     slots: Vec<Arc<PolicySlot>>,
+    /// Where verdicts, failures and call times are counted.
+    metrics: Arc<Metrics>,
+}
+
+impl Default for Pipeline {
+    fn default() -> Self {
+        Pipeline::new(Vec::new())
+    }
 }
 
 impl Pipeline {
+    /// A pipeline whose metrics nobody exposes (tests, benchmarks).
     pub fn new(slots: Vec<Arc<PolicySlot>>) -> Pipeline {
-        Pipeline { slots }
+        Pipeline::with_metrics(slots, Metrics::detached())
+    }
+
+    /// A pipeline counting its policies' verdicts and failures in `metrics`.
+    pub fn with_metrics(slots: Vec<Arc<PolicySlot>>, metrics: Arc<Metrics>) -> Pipeline {
+        Pipeline { slots, metrics }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -65,7 +81,16 @@ impl Pipeline {
             if !policy.wants_request {
                 continue;
             }
-            match policy.on_request(call).await {
+            let started = Instant::now();
+            let answer = policy.on_request(call).await;
+            let result = match &answer {
+                Ok(wit::RequestAction::Proceed(_)) => PolicyResult::Proceed,
+                Ok(wit::RequestAction::Reject(_)) => PolicyResult::Reject,
+                Err(failure) => failure_result(failure),
+            };
+            self.metrics
+                .policy_called(&policy.name, Phase::Request, result, started.elapsed());
+            match answer {
                 Ok(wit::RequestAction::Proceed(policy_edits)) => {
                     for edit in &policy_edits {
                         apply_to_call(call, edit);
@@ -80,6 +105,7 @@ impl Pipeline {
                 }
                 Err(failure) => match policy.failure_mode {
                     FailureMode::FailOpen => {
+                        self.metrics.policy_skipped(&policy.name, Phase::Request);
                         tracing::warn!(policy = %policy.name, error = %failure, "policy skipped (fail-open)");
                     }
                     FailureMode::FailClosed | FailureMode::Reload => {
@@ -108,13 +134,26 @@ impl Pipeline {
             if !policy.wants_response {
                 continue;
             }
-            match policy.on_response(call, &remaining).await {
+            let started = Instant::now();
+            let answer = policy.on_response(call, &remaining).await;
+            let result = match &answer {
+                Ok((wit::ResponseAction::KeepAll, _)) => PolicyResult::Keep,
+                Ok((wit::ResponseAction::Drop(_), _)) => PolicyResult::Drop,
+                Ok((wit::ResponseAction::Replace(_), _)) => PolicyResult::Replace,
+                Err(failure) => failure_result(failure),
+            };
+            self.metrics
+                .policy_called(&policy.name, Phase::Response, result, started.elapsed());
+            match answer {
                 Ok((action, access)) => {
                     decision.access.extend(access);
                     match action {
                         wit::ResponseAction::KeepAll => {}
                         wit::ResponseAction::Drop(indexes) => {
+                            let before = remaining.len();
                             remaining.retain(|r| !indexes.contains(&r.index));
+                            self.metrics
+                                .records_dropped(&policy.name, before - remaining.len());
                         }
                         wit::ResponseAction::Replace(fault) => {
                             decision.fault = Some(Fault::new(
@@ -127,6 +166,7 @@ impl Pipeline {
                 }
                 Err(failure) => match policy.failure_mode {
                     FailureMode::FailOpen => {
+                        self.metrics.policy_skipped(&policy.name, Phase::Response);
                         tracing::warn!(policy = %policy.name, error = %failure, "response policy skipped (fail-open)");
                     }
                     FailureMode::FailClosed | FailureMode::Reload => {
@@ -150,6 +190,13 @@ impl Pipeline {
             })
             .collect();
         decision
+    }
+}
+
+fn failure_result(failure: &PolicyFailure) -> PolicyResult {
+    match failure {
+        PolicyFailure::Trapped { .. } => PolicyResult::Trap,
+        PolicyFailure::CrashLooping { .. } => PolicyResult::CrashLoop,
     }
 }
 
