@@ -193,6 +193,10 @@ impl Reloader {
             Err(e) => return self.config_failed(format!("{}: cannot read: {e}", file.display())),
         };
         if self.config_hash.lock().ok().and_then(|h| h.clone()) == Some(hash.clone()) {
+            // Back to the running config (a broken one rolled back): nothing is wrong.
+            if let Ok(mut last) = self.last_config_error.lock() {
+                *last = None;
+            }
             return ConfigOutcome::Unchanged;
         }
         let config = match Config::load(file) {

@@ -419,10 +419,10 @@ async fn policies_and_reload_show_a_good_reload_and_a_bad_one() {
     );
     // No file watch: the reloads happen when the test asks for them, so the reports are
     // deterministic.
-    let text = proxy_toml(&pki, &url, &route)
+    let config_text = proxy_toml(&pki, &url, &route)
         .replace("deadline_ms = 50", "deadline_ms = 50\nwatch = false");
     let config_file = pki.dir.path().join("rtp-proxy.toml");
-    std::fs::write(&config_file, &text).unwrap();
+    std::fs::write(&config_file, &config_text).unwrap();
     let config = Config::load(&config_file).unwrap();
     let proxy = rtp_proxy::server::start(&config).await.unwrap();
     let addr = proxy.admin_addr.unwrap();
@@ -496,7 +496,7 @@ async fn policies_and_reload_show_a_good_reload_and_a_bad_one() {
     // A broken config: FILE:LINE in the report and in /policies; the running one stays.
     std::fs::write(
         &config_file,
-        text.replace("[proxy]", "[proxy]\nno_such_key = 1"),
+        config_text.replace("[proxy]", "[proxy]\nno_such_key = 1"),
     )
     .unwrap();
     let report = post_reload(addr).await;
@@ -537,6 +537,17 @@ async fn policies_and_reload_show_a_good_reload_and_a_bad_one() {
         Some(1.0),
         "{text}"
     );
+
+    // Both rolled back to what runs: the errors are gone, nothing is reloaded.
+    std::fs::write(&config_file, &config_text).unwrap();
+    std::fs::copy(&b, &policy_file).unwrap();
+    let report = post_reload(addr).await;
+    assert_eq!(report["config"]["outcome"], "unchanged", "{report}");
+    assert_eq!(report["policies"][0]["outcome"], "unchanged", "{report}");
+    let state = get_json(addr, "/policies").await;
+    assert_eq!(state["last_config_error"], Value::Null, "{state}");
+    assert_eq!(state["policies"][0]["last_error"], Value::Null, "{state}");
+    assert_eq!(state["policies"][0]["reload_count"], 1);
     proxy.shutdown().await;
 }
 

@@ -96,7 +96,11 @@ impl PolicySlot {
     pub async fn reload_if_changed(&self, engine: &PolicyEngine) -> ReloadOutcome {
         let running = self.current();
         match content_hash(&self.file) {
-            Ok(hash) if hash == running.content_hash => return ReloadOutcome::Unchanged,
+            // Back to the running version (a broken one rolled back): nothing is wrong.
+            Ok(hash) if hash == running.content_hash => {
+                self.clear_error();
+                return ReloadOutcome::Unchanged;
+            }
             Ok(_) => {}
             Err(e) => return self.failed(format!("{}: cannot read: {e}", self.file.display())),
         }
@@ -109,7 +113,10 @@ impl PolicySlot {
         )
         .await;
         match loaded {
-            Ok(policy) if policy.content_hash == running.content_hash => ReloadOutcome::Unchanged,
+            Ok(policy) if policy.content_hash == running.content_hash => {
+                self.clear_error();
+                ReloadOutcome::Unchanged
+            }
             Ok(policy) => {
                 let outcome = ReloadOutcome::Reloaded {
                     from: running.content_hash.clone(),
@@ -125,12 +132,16 @@ impl PolicySlot {
                 );
                 self.current.store(Arc::new(policy));
                 self.reloads.fetch_add(1, Ordering::Relaxed);
-                if let Ok(mut last) = self.last_error.lock() {
-                    *last = None;
-                }
+                self.clear_error();
                 outcome
             }
             Err(e) => self.failed(e.to_string()),
+        }
+    }
+
+    fn clear_error(&self) {
+        if let Ok(mut last) = self.last_error.lock() {
+            *last = None;
         }
     }
 
