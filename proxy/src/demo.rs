@@ -148,4 +148,14 @@ fn print_instructions(pki_dir: &Path, config: &Config) {
             pki::demo_ids::CONSUMER
         );
     }
+    if let Some(addr) = config.admin.listen {
+        println!("The admin listener:\n");
+        println!("  curl -sS http://{addr}/policies              # loaded policies: versions, hashes, errors");
+        println!("  curl -sS http://{addr}/metrics | grep rtp_   # Prometheus metrics");
+        println!(
+            "  curl -sS http://{addr}/readyz                # 200 when ready, else 503 and why"
+        );
+        println!("  curl -sS http://{addr}/healthz");
+        println!("  curl -sS -X POST http://{addr}/reload        # reload changed config and policy files\n");
+    }
 }
