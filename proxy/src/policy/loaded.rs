@@ -50,7 +50,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            deadline_ticks: 5,
+            deadline_ticks: 20,
             memory_bytes: 16 * 1024 * 1024,
             max_calls_per_instance: 10_000,
             crash_loop_limit: 5,

@@ -142,10 +142,16 @@ impl ResponseFilter {
         upto: u64,
         out: &mut Output,
     ) -> Result<(), Fault> {
-        let records = std::mem::take(batch);
+        let mut spans = Vec::with_capacity(batch.len());
+        let summaries: Vec<wit::RecordSummary> = batch
+            .drain(..)
+            .map(|r| {
+                spans.push((r.summary.index, r.start, r.end));
+                r.summary
+            })
+            .collect();
         let mut dropped: Vec<(u64, u64)> = Vec::new();
-        if !records.is_empty() || force {
-            let summaries = records.iter().map(|r| r.summary.clone()).collect();
+        if !summaries.is_empty() || force {
             let decision = self.pipeline.on_response(&self.call, summaries).await;
             if let Some(fault) = decision.fault {
                 return Err(fault);
@@ -167,10 +173,10 @@ impl ResponseFilter {
                         )
                     })?;
             }
-            dropped = records
+            dropped = spans
                 .iter()
-                .filter(|r| decision.dropped.binary_search(&r.summary.index).is_ok())
-                .map(|r| (r.start, r.end))
+                .filter(|(index, _, _)| decision.dropped.binary_search(index).is_ok())
+                .map(|&(_, start, end)| (start, end))
                 .collect();
         }
         let source = reader.get_mut();

@@ -74,7 +74,10 @@ struct Path {
 
 impl Path {
     fn push(&mut self, name: &[u8]) {
-        let name = String::from_utf8_lossy(name);
+        let name = match std::str::from_utf8(name) {
+            Ok(name) => std::borrow::Cow::Borrowed(name),
+            Err(_) => String::from_utf8_lossy(name),
+        };
         match self.names.get_mut(self.depth) {
             Some(slot) => {
                 slot.clear();
