@@ -768,9 +768,6 @@ mod pipeline {
     }
 
     #[tokio::test]
-    #[ignore = "host bug: proxy/src/policy/pipeline.rs apply_to_call leaves call.original_consumer \
-                as the caller asserted it after osc-aob's SetHeader(OSC = sender), so later \
-                policies judge the stripped OSC"]
     async fn the_policies_after_osc_aob_see_the_stripped_osc() {
         let day = today();
         // Nobody may assert an OSC on this route: the aggregator's is reset to itself, so

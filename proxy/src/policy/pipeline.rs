@@ -205,6 +205,16 @@ pub(crate) fn apply_to_call(call: &mut wit::Call, edit: &wit::Edit) {
     match edit {
         wit::Edit::SetHeader(header) => {
             let name = header.name.to_ascii_lowercase();
+            // The identity fields follow the headers the host will forward: the OSC only
+            // back to the authenticated sender (the relay ignores any other OSC edit).
+            if name == crate::headers::ORIGINAL_CONSUMER {
+                if header.value != call.sender {
+                    return;
+                }
+                call.original_consumer = header.value.clone();
+            } else if name == crate::headers::ACTING_ON_BEHALF_OF {
+                call.acting_on_behalf_of = Some(header.value.clone());
+            }
             call.headers.retain(|h| !h.name.eq_ignore_ascii_case(&name));
             call.headers.push(wit::Header {
                 name,
@@ -212,10 +222,70 @@ pub(crate) fn apply_to_call(call: &mut wit::Call, edit: &wit::Edit) {
             });
         }
         wit::Edit::RemoveHeader(name) => {
+            if name.eq_ignore_ascii_case(crate::headers::ORIGINAL_CONSUMER) {
+                // Not removable (the relay keeps it); the call stays as it is.
+                return;
+            }
+            if name.eq_ignore_ascii_case(crate::headers::ACTING_ON_BEHALF_OF) {
+                call.acting_on_behalf_of = None;
+            }
             call.headers.retain(|h| !h.name.eq_ignore_ascii_case(name))
         }
         wit::Edit::SetPeriod(period) => call.period = Some(period.clone()),
         // Notes go to the decision log only; the call itself is unchanged.
         wit::Edit::Note(_) => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call() -> wit::Call {
+        wit::Call {
+            route: "r".into(),
+            contract: "urn:x".into(),
+            operation: "X".into(),
+            logical_address: "LA".into(),
+            sender: "SE-AGG".into(),
+            original_consumer: "SE-CLAIMED".into(),
+            acting_on_behalf_of: Some("SE-AOB".into()),
+            patient: None,
+            period: None,
+            period_element: None,
+            source_system: None,
+            correlation_id: "c".into(),
+            headers: Vec::new(),
+        }
+    }
+
+    fn set(name: &str, value: &str) -> wit::Edit {
+        wit::Edit::SetHeader(wit::Header {
+            name: name.into(),
+            value: value.into(),
+        })
+    }
+
+    #[test]
+    fn later_policies_see_the_identity_the_edits_left() {
+        let mut c = call();
+        apply_to_call(
+            &mut c,
+            &set("x-rivta-original-serviceconsumer-hsaid", "SE-AGG"),
+        );
+        assert_eq!(c.original_consumer, "SE-AGG", "an OSC reset to the sender");
+        apply_to_call(
+            &mut c,
+            &set("x-rivta-original-serviceconsumer-hsaid", "SE-OTHER"),
+        );
+        assert_eq!(
+            c.original_consumer, "SE-AGG",
+            "any other OSC is not applied"
+        );
+        apply_to_call(
+            &mut c,
+            &wit::Edit::RemoveHeader("x-rivta-acting-on-behalf-of-hsaid".into()),
+        );
+        assert_eq!(c.acting_on_behalf_of, None);
     }
 }
