@@ -17,7 +17,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::{Hash, Hasher};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
@@ -246,7 +246,7 @@ pub struct Metrics {
     journal_depth: Gauge,
     journal_lag: Gauge<f64, std::sync::atomic::AtomicU64>,
     /// Contract and code values taken from outside, shared by every call that uses them.
-    dynamic: Mutex<HashMap<Box<str>, Label>>,
+    dynamic: RwLock<HashMap<Box<str>, Label>>,
 }
 
 impl fmt::Debug for Metrics {
@@ -370,7 +370,7 @@ impl Metrics {
             block_lookups,
             journal_depth,
             journal_lag,
-            dynamic: Mutex::new(HashMap::new()),
+            dynamic: RwLock::new(HashMap::new()),
         }
     }
 
@@ -581,7 +581,13 @@ impl Metrics {
     }
 
     fn dynamic_label(&self, value: &str) -> Label {
-        let mut known = self.dynamic.lock().unwrap_or_else(|p| p.into_inner());
+        // Calls share the read lock; only a value seen for the first time writes.
+        let seen = self.dynamic.read().unwrap_or_else(|p| p.into_inner());
+        if let Some(label) = seen.get(value) {
+            return label.clone();
+        }
+        drop(seen);
+        let mut known = self.dynamic.write().unwrap_or_else(|p| p.into_inner());
         if let Some(label) = known.get(value) {
             return label.clone();
         }

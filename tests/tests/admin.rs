@@ -607,6 +607,60 @@ async fn health_readiness_and_http_errors() {
 }
 
 #[tokio::test]
+async fn a_crash_looping_policy_is_counted_and_makes_the_proxy_unready() {
+    let stack = Stack::start(&format!(
+        "{ADMIN}{}",
+        route_with_test_policy("trap", "fail-closed")
+    ))
+    .await;
+    let addr = stack.proxy.admin_addr.unwrap();
+    let tls = stack.pki.client(Some("consumer"));
+    let https = stack.proxy.https_addr.unwrap();
+    // crash_loop_limit (5) traps in a row, then the policy is not run at all.
+    for _ in 0..6 {
+        let reply = post_tls(https, &tls, Call::soap(sample(REQUEST)))
+            .await
+            .unwrap();
+        assert_eq!(reply.fault_code().as_deref(), Some("RTP190"));
+    }
+    let (text, samples) = scrape(addr).await;
+    let failures = |reason| {
+        value(
+            &samples,
+            "rtp_policy_failures_total",
+            &[
+                ("policy", "test-policy"),
+                ("phase", "request"),
+                ("reason", reason),
+            ],
+        )
+    };
+    assert_eq!(failures("trap"), Some(5.0), "{text}");
+    assert_eq!(failures("crash_loop"), Some(1.0), "{text}");
+    assert_eq!(
+        value(
+            &samples,
+            "rtp_calls_total",
+            &[
+                ("route", "with-policy"),
+                ("contract", CD2),
+                ("outcome", "fault"),
+                ("code", "RTP190")
+            ]
+        ),
+        Some(6.0),
+        "{text}"
+    );
+
+    let (status, body) = admin(addr, Method::GET, "/readyz").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(body.contains("crash-looping"), "{body}");
+    let policies = get_json(addr, "/policies").await;
+    assert_eq!(policies["policies"][0]["crash_looping"], true);
+    assert_eq!(policies["policies"][0]["consecutive_failures"], 5);
+}
+
+#[tokio::test]
 async fn a_non_loopback_admin_address_is_refused_unless_allowed() {
     let pki = Pki::generate();
     let text = proxy_toml(
