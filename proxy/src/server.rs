@@ -245,6 +245,8 @@ async fn accept_loop(
     tls: Option<TlsAccept>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    // Each connection holds a watcher until it ends, so `graceful.shutdown()` waits for
+    // them all; they watch the shutdown signal themselves (see `serve`).
     let graceful = GracefulShutdown::new();
     loop {
         tokio::select! {
@@ -254,8 +256,10 @@ async fn accept_loop(
                     let serving = serving.clone();
                     let tls = tls.clone();
                     let watcher = graceful.watcher();
+                    let stop = shutdown.clone();
                     tokio::spawn(async move {
-                        serve_connection(stream, peer, serving, tls, watcher).await;
+                        serve_connection(stream, peer, serving, tls, stop).await;
+                        drop(watcher);
                     });
                 }
                 Err(e) => {
@@ -281,12 +285,12 @@ async fn serve_connection(
     peer: SocketAddr,
     serving: Serving,
     tls: Option<TlsAccept>,
-    watcher: hyper_util::server::graceful::Watcher,
+    stop: watch::Receiver<bool>,
 ) {
     match tls {
         None => {
             let caller = Caller::Plain { peer };
-            serve(TokioIo::new(stream), caller, &serving, watcher).await
+            serve(TokioIo::new(stream), caller, &serving, stop).await
         }
         Some(tls) => {
             let handshake =
@@ -310,38 +314,69 @@ async fn serve_connection(
                 .and_then(|certs| certs.first())
                 .ok_or_else(|| "no client certificate".to_owned())
                 .and_then(|cert| tls.attribute.sender_id(cert).map_err(|e| e.to_string()));
-            serve(
-                TokioIo::new(stream),
-                Caller::Tls { sender },
-                &serving,
-                watcher,
-            )
-            .await
+            serve(TokioIo::new(stream), Caller::Tls { sender }, &serving, stop).await
         }
     }
 }
 
+/// Serves one connection until it ends. Once the shutdown begins, a call in progress is
+/// finished and answered with `connection: close`, and an idle keep-alive connection is
+/// closed at once. A connection that has had no call yet is not: it was accepted before
+/// the listener closed, so its first request may be on its way (or written just as the
+/// shutdown began) and closing would reset it unanswered; it is served that one call
+/// (hyper's header read timeout still closes a silent one; the grace bounds it all).
 async fn serve<I>(
     io: TokioIo<I>,
     caller: Caller,
     serving: &Serving,
-    watcher: hyper_util::server::graceful::Watcher,
+    mut stop: watch::Receiver<bool>,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let caller = Arc::new(caller);
     let reloader = serving.reloader.clone();
-    let service = service_fn(move |request| {
-        let relay = reloader.relay();
-        let caller = caller.clone();
-        async move { Ok::<_, std::convert::Infallible>(relay.handle(request, &caller).await) }
-    });
+    // Holds a permit once the connection has had a call.
+    let called = Arc::new(tokio::sync::Notify::new());
+    let service = {
+        let called = called.clone();
+        service_fn(move |request| {
+            called.notify_one();
+            let relay = reloader.relay();
+            let caller = caller.clone();
+            async move { Ok::<_, std::convert::Infallible>(relay.handle(request, &caller).await) }
+        })
+    };
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(serving.header_read_timeout)
         .keep_alive(true)
         .serve_connection(io, service);
-    if let Err(e) = watcher.watch(connection).await {
+    let mut connection = std::pin::pin!(connection);
+    // The connection is polled first, so a request already readable when the shutdown
+    // begins is read (and finished) rather than reset.
+    let stopping = async {
+        let _ = stop.wait_for(|stop| *stop).await;
+    };
+    let result = tokio::select! {
+        biased;
+        result = connection.as_mut() => result,
+        _ = stopping => {
+            // Until the connection has had a call (at once if it has had one).
+            let ended = tokio::select! {
+                biased;
+                result = connection.as_mut() => Some(result),
+                _ = called.notified() => None,
+            };
+            match ended {
+                Some(result) => result,
+                None => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            }
+        }
+    };
+    if let Err(e) = result {
         debug!(error = %e, "connection ended with an error");
     }
 }

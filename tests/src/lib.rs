@@ -561,3 +561,65 @@ pub fn shipped_policy_wasm(dir: &str) -> PathBuf {
     built.push((dir.to_owned(), wasm.clone()));
     wasm
 }
+
+/// target/<profile>/deps/<test>-<hash> → target/<profile>: where cargo put the binaries
+/// of the profile the tests were built with.
+pub fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>")
+        .to_owned()
+}
+
+/// A free port on loopback (bound, then released), for a proxy started as its own
+/// process, whose address the test must know in advance.
+pub async fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
+/// Builds and starts `rtp-proxy run --config FILE` as its own process (built first, so
+/// it is never stale: cargo builds another package's binaries for its tests only under
+/// `--workspace`); waits (bounded) until it listens on `port`. Its stderr is appended
+/// to FILE with the extension `log`, for post-mortems.
+pub async fn spawn_proxy(config: &Path, port: u16) -> std::process::Child {
+    let mut cargo = std::process::Command::new(env!("CARGO"));
+    cargo
+        .current_dir(workspace_dir())
+        .args(["build", "--bin", "rtp-proxy", "-p", "rtp-proxy"]);
+    if profile_dir().file_name().is_some_and(|p| p == "release") {
+        cargo.arg("--release");
+    }
+    assert!(
+        cargo.status().expect("run cargo build").success(),
+        "building rtp-proxy failed"
+    );
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(config.with_extension("log"))
+        .expect("open the proxy's log file");
+    let mut child = std::process::Command::new(profile_dir().join("rtp-proxy"))
+        .args(["run", "--config"])
+        .arg(config)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start rtp-proxy");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "rtp-proxy did not listen in time"
+        );
+        assert!(
+            child.try_wait().expect("poll rtp-proxy").is_none(),
+            "rtp-proxy exited early (see {})",
+            config.with_extension("log").display()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    child
+}

@@ -226,61 +226,6 @@ async fn an_untrusted_caller_cannot_assert_a_user_and_ntjp_never_sees_the_call()
     env.proxy.shutdown().await;
 }
 
-/// target/<profile>/deps/<test>-<hash> → target/<profile>
-fn profile_dir() -> std::path::PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent()
-        .and_then(std::path::Path::parent)
-        .unwrap()
-        .to_owned()
-}
-
-/// Builds and starts `rtp-proxy run --config FILE` as its own process; waits (bounded)
-/// until it listens on `port`.
-async fn spawn_proxy(config: &std::path::Path, port: u16) -> std::process::Child {
-    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let mut cargo = std::process::Command::new(env!("CARGO"));
-    cargo
-        .current_dir(&repo)
-        .args(["build", "--bin", "rtp-proxy", "-p", "rtp-proxy"]);
-    if profile_dir().file_name().is_some_and(|p| p == "release") {
-        cargo.arg("--release");
-    }
-    assert!(
-        cargo.status().unwrap().success(),
-        "building rtp-proxy failed"
-    );
-    let mut child = std::process::Command::new(profile_dir().join("rtp-proxy"))
-        .args(["run", "--config"])
-        .arg(config)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("start rtp-proxy");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        assert!(
-            Instant::now() < deadline,
-            "rtp-proxy did not listen in time"
-        );
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "rtp-proxy exited early"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    child
-}
-
-async fn free_port() -> u16 {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    listener.local_addr().unwrap().port()
-}
-
 /// The proxy is SIGKILLed in the middle of a bounded load while the log service is down,
 /// so nothing has been delivered yet: after a restart, every response that was released
 /// has its access-log entry at the log service (each call's employee id identifies it).
