@@ -228,6 +228,32 @@ pub struct RouteConfig {
     /// The route's policy pipeline, in order.
     #[serde(default, rename = "policy")]
     pub policies: Vec<RoutePolicy>,
+    /// A second upstream the route's calls are also sent to, answers compared.
+    pub mirror: Option<MirrorConfig>,
+}
+
+/// `[route.mirror]`: sends a copy of the route's calls (as the request policies left
+/// them) to a second upstream and compares the answers, never touching the primary's.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MirrorConfig {
+    /// The `[[upstream]]` the copies go to.
+    pub upstream: String,
+    /// Share of the route's calls that are mirrored, 0.0 to 1.0.
+    #[serde(default = "default_mirror_sample_rate")]
+    pub sample_rate: f64,
+    /// Most mirrored calls at once; a call over the cap is not mirrored (`skipped`).
+    #[serde(default = "default_mirror_max_concurrent")]
+    pub max_concurrent: usize,
+    /// Fixed path on the mirror upstream; absent: the primary call's path.
+    pub path: Option<String>,
+}
+
+fn default_mirror_sample_rate() -> f64 {
+    1.0
+}
+fn default_mirror_max_concurrent() -> usize {
+    16
 }
 
 /// `[admin]`: the operations listener: `/healthz`, `/readyz`, `/metrics`, `/policies`
@@ -618,6 +644,9 @@ impl Config {
             if let Some(path) = &route.path {
                 check_path(path, at.key("path"))?;
             }
+            if let Some(mirror) = &route.mirror {
+                validate_mirror(self, mirror, at.key("mirror"))?;
+            }
         }
         if let Some(blocks) = &self.blocks {
             self.validate_blocks(blocks)?;
@@ -823,6 +852,26 @@ fn validate_admin(admin: &AdminConfig) -> Result<(), Invalid> {
 }
 
 /// An absolute URL path (no scheme, no host).
+fn validate_mirror(config: &Config, mirror: &MirrorConfig, at: KeyPath) -> Result<(), Invalid> {
+    config.upstream_exists(&mirror.upstream, at.key("upstream"))?;
+    if !(0.0..=1.0).contains(&mirror.sample_rate) {
+        return Err(Invalid::at(
+            at.key("sample_rate"),
+            "must be between 0.0 and 1.0",
+        ));
+    }
+    if mirror.max_concurrent == 0 {
+        return Err(Invalid::at(
+            at.key("max_concurrent"),
+            "must be greater than zero (to mirror nothing, remove [route.mirror] or set sample_rate = 0.0)",
+        ));
+    }
+    if let Some(path) = &mirror.path {
+        check_path(path, at.key("path"))?;
+    }
+    Ok(())
+}
+
 fn check_path(path: &str, key: KeyPath) -> Result<(), Invalid> {
     if !path.starts_with('/') || path.parse::<http::uri::PathAndQuery>().is_err() {
         return Err(Invalid::at(
@@ -1094,6 +1143,27 @@ name = "all"
         assert!(parse(&allowed).is_ok());
         let err = parse(&format!("{GOOD}\n[admin]\nlisen = \"127.0.0.1:1\"\n")).unwrap_err();
         assert!(err.message.contains("lisen"), "{err}");
+    }
+
+    #[test]
+    fn a_route_mirror_takes_defaults_and_its_errors_are_located() {
+        let mirror = "[route.mirror]\nupstream = \"ntjp\"\n";
+        let config = parse(&format!("{GOOD}{mirror}")).unwrap();
+        let m = config.routes[0].mirror.as_ref().unwrap();
+        assert_eq!((m.sample_rate, m.max_concurrent), (1.0, 16));
+        assert_eq!(m.path, None);
+        let err = parse(&format!("{GOOD}[route.mirror]\nupstream = \"sim\"\n")).unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("route[0].mirror.upstream"));
+        assert_eq!(err.line, Some(17), "{err}");
+        let err = parse(&format!("{GOOD}{mirror}sample_rate = 1.5\n")).unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("route[0].mirror.sample_rate"));
+        assert_eq!(err.line, Some(18), "{err}");
+        let err = parse(&format!("{GOOD}{mirror}max_concurrent = 0\n")).unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("route[0].mirror.max_concurrent"));
+        let err = parse(&format!("{GOOD}{mirror}path = \"x\"\n")).unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("route[0].mirror.path"));
+        let err = parse(&format!("{GOOD}{mirror}sampel_rate = 0.5\n")).unwrap_err();
+        assert!(err.message.contains("sampel_rate"), "{err}");
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod headers;
 pub mod identity;
 pub mod inspect;
 pub mod metrics;
+pub mod mirror;
 pub mod pki;
 pub mod policy;
 pub mod policy_test;

@@ -157,6 +157,31 @@ pub enum BlockLookup {
     Error,
 }
 
+/// What a mirrored call came to (see `crate::mirror`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MirrorResult {
+    /// Both answers agree on status, fault code, record count and record ids.
+    Same,
+    /// They differ in at least one of those.
+    Different,
+    /// The mirror upstream could not be reached or did not answer in time.
+    MirrorFailed,
+    /// Not mirrored: the route's `max_concurrent` mirrored calls were in flight.
+    Skipped,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct MirrorLabels {
+    route: Label,
+    result: Label,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct MirrorSide {
+    route: Label,
+    side: Label,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct CallLabels {
     route: Label,
@@ -245,6 +270,8 @@ pub struct Metrics {
     block_lookups: Family<OutcomeLabel, Counter>,
     journal_depth: Gauge,
     journal_lag: Gauge<f64, std::sync::atomic::AtomicU64>,
+    mirror_calls: Family<MirrorLabels, Counter>,
+    mirror_duration: HistogramFamily<MirrorSide>,
     /// Contract and code values taken from outside, shared by every call that uses them.
     dynamic: RwLock<HashMap<Box<str>, Label>>,
 }
@@ -354,8 +381,23 @@ impl Metrics {
             Unit::Seconds,
             journal_lag.clone(),
         );
+        let mirror_calls = Family::<MirrorLabels, Counter>::default();
+        registry.register(
+            "rtp_mirror_calls",
+            "Mirrored calls by route and result: same, different, mirror_failed, skipped (over max_concurrent)",
+            mirror_calls.clone(),
+        );
+        let mirror_duration = HistogramFamily::<MirrorSide>::new_with_constructor(call_buckets);
+        registry.register_with_unit(
+            "rtp_mirror_upstream_duration",
+            "Time until the response head of a mirrored call, by route and side (primary, mirror)",
+            Unit::Seconds,
+            mirror_duration.clone(),
+        );
         Metrics {
             registry,
+            mirror_calls,
+            mirror_duration,
             calls,
             call_duration,
             upstream_duration,
@@ -520,6 +562,32 @@ impl Metrics {
         self.journal_depth
             .set(i64::try_from(depth).unwrap_or(i64::MAX));
         self.journal_lag.set(lag.as_secs_f64());
+    }
+
+    /// A mirrored call's result on a route.
+    pub fn mirror_call(&self, route: &Label, result: MirrorResult) {
+        let result = Label::fixed(match result {
+            MirrorResult::Same => "same",
+            MirrorResult::Different => "different",
+            MirrorResult::MirrorFailed => "mirror_failed",
+            MirrorResult::Skipped => "skipped",
+        });
+        let labels = MirrorLabels {
+            route: route.clone(),
+            result,
+        };
+        self.mirror_calls.get_or_create(&labels).inc();
+    }
+
+    /// How long one side of a mirrored call took to its response head.
+    pub fn mirror_latency(&self, route: &Label, primary: bool, elapsed: Duration) {
+        let labels = MirrorSide {
+            route: route.clone(),
+            side: Label::fixed(if primary { "primary" } else { "mirror" }),
+        };
+        self.mirror_duration
+            .get_or_create(&labels)
+            .observe(elapsed.as_secs_f64());
     }
 
     /// Everything, in the Prometheus text format.

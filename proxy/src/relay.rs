@@ -183,7 +183,7 @@ impl Relay {
                 .http
                 .as_ref()
                 .and_then(|h| h.anonymous_sender.clone()),
-            router: Router::new(config, &upstreams, pipelines),
+            router: Router::new(config, &upstreams, pipelines, &metrics),
             reloader,
             services,
             response_batch_bytes: config.policies.response_batch_bytes.max(1),
@@ -354,6 +354,11 @@ impl Relay {
             .or_else(|| parts.uri.path_and_query().map(|pq| pq.as_str()))
             .unwrap_or("/");
         let uri = upstream.uri_for(path).map_err(relay_fault)?;
+        // A mirrored route sends the same request to its mirror too, never awaited here.
+        let mirrored = route
+            .mirror
+            .as_ref()
+            .and_then(|m| m.start(path, &out_headers, &body, correlation_id, &call.contract));
 
         let upstream_metrics = self.upstream_metrics.get(&upstream.name);
         let in_flight = upstream_metrics.map(UpstreamMetrics::start);
@@ -366,6 +371,7 @@ impl Relay {
             m.answered(elapsed);
         }
         let response = sent.map_err(relay_fault)?;
+        let tee = mirrored.map(|m| m.answered(response.status(), elapsed));
         let prt = elapsed.as_millis();
         // Per-call success lines are debug: at info they would cost a write per call.
         debug!(
@@ -384,6 +390,7 @@ impl Relay {
         let response = response.map(|body| InFlightBody {
             inner: body,
             _in_flight: in_flight,
+            tee,
         });
         self.response(response, upstream, correlation_id, prt, filter, seen)
             .await
@@ -768,9 +775,11 @@ fn full(bytes: Bytes) -> ResponseBody {
 struct InFlightBody<B> {
     inner: B,
     _in_flight: Option<InFlight>,
+    /// Copies the body for the route's mirror comparison, when the call is mirrored.
+    tee: Option<crate::mirror::Tee>,
 }
 
-impl<B: Body + Unpin> Body for InFlightBody<B> {
+impl<B: Body<Data = Bytes> + Unpin> Body for InFlightBody<B> {
     type Data = B::Data;
     type Error = B::Error;
 
@@ -778,7 +787,12 @@ impl<B: Body + Unpin> Body for InFlightBody<B> {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<hyper::body::Frame<B::Data>, B::Error>>> {
-        std::pin::Pin::new(&mut self.inner).poll_frame(cx)
+        let this = &mut *self;
+        let polled = std::pin::Pin::new(&mut this.inner).poll_frame(cx);
+        if let (Some(tee), std::task::Poll::Ready(frame)) = (&mut this.tee, &polled) {
+            tee.observe(frame, this.inner.is_end_stream());
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {

@@ -8,6 +8,8 @@ use std::time::Duration;
 use wildmatch::WildMatch;
 
 use crate::config::{millis, Config};
+use crate::metrics::Metrics;
+use crate::mirror::Mirror;
 use crate::policy::Pipeline;
 use crate::upstream::Upstream;
 
@@ -24,6 +26,8 @@ pub struct Route {
     pub response_timeout: Duration,
     /// The route's policies; empty for a pure relay.
     pub pipeline: Pipeline,
+    /// The second upstream calls are copied to and compared with, if any.
+    pub mirror: Option<Mirror>,
 }
 
 impl Route {
@@ -43,8 +47,13 @@ pub struct Router {
 impl Router {
     /// Builds the table; `upstreams` holds one client per configured upstream and
     /// `pipelines` one pipeline per route, in config order. The config has been
-    /// validated, so every route's upstream exists.
-    pub fn new(config: &Config, upstreams: &[Arc<Upstream>], pipelines: Vec<Pipeline>) -> Router {
+    /// validated, so every route's upstream (and mirror upstream) exists.
+    pub fn new(
+        config: &Config,
+        upstreams: &[Arc<Upstream>],
+        pipelines: Vec<Pipeline>,
+        metrics: &Arc<Metrics>,
+    ) -> Router {
         let routes = config
             .routes
             .iter()
@@ -60,6 +69,10 @@ impl Router {
                     .response_timeout_ms
                     .map(millis)
                     .unwrap_or(upstream.response_timeout);
+                let mirror = route.mirror.as_ref().and_then(|m| {
+                    let target = upstreams.iter().find(|u| u.name == m.upstream)?.clone();
+                    Some(Mirror::new(&route.name, m, target, metrics.clone()))
+                });
                 Some(Route {
                     name: route.name.clone(),
                     contract: WildMatch::new_case_insensitive(&route.contract),
@@ -69,6 +82,7 @@ impl Router {
                     path: route.path.clone(),
                     response_timeout: timeout,
                     pipeline,
+                    mirror,
                 })
             })
             .collect();
@@ -126,7 +140,7 @@ upstream = "direct"
             .iter()
             .map(|u| Arc::new(Upstream::new(u, &config).unwrap()))
             .collect();
-        let router = Router::new(&config, &upstreams, Vec::new());
+        let router = Router::new(&config, &upstreams, Vec::new(), &Metrics::detached());
         let lab =
             "urn:riv:clinicalprocess:healthcond:actoutcome:GetLaboratoryOrderOutcomeResponder:4";
         let route = router.find(lab, "X", "se2321000016-a12b").unwrap();

@@ -369,6 +369,16 @@ pub struct StaticProducer {
 
 impl StaticProducer {
     pub async fn start(status: StatusCode, body: Vec<u8>) -> StaticProducer {
+        StaticProducer::start_delayed(status, body, Duration::ZERO).await
+    }
+
+    /// Like [`StaticProducer::start`], answering each call only `delay` after it has
+    /// been received: a slow producer.
+    pub async fn start_delayed(
+        status: StatusCode,
+        body: Vec<u8>,
+        delay: Duration,
+    ) -> StaticProducer {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let received = Arc::new(Mutex::new(Vec::new()));
@@ -390,6 +400,9 @@ impl StaticProducer {
                                 .map(|c| c.to_bytes())
                                 .unwrap_or_default();
                             log.lock().unwrap().push((parts.headers, bytes));
+                            if !delay.is_zero() {
+                                tokio::time::sleep(delay).await;
+                            }
                             let mut response = Response::new(Full::new(body));
                             *response.status_mut() = status;
                             response

@@ -1,0 +1,242 @@
+//! Routing variants: a route mirrors its calls to a second upstream. The mirror gets the
+//! request the primary got (marked), the answers are compared into the metrics, a slow
+//! mirror never slows the primary, and the concurrency cap skips rather than queues.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+use rtp_proxy::server::RunningProxy;
+use rtp_proxy_tests::*;
+use tokio::net::TcpStream;
+
+const REQUEST: &str = "01_GetCareDocumentation_v2_request.xml";
+
+/// A fault as a platform answers it.
+const FAULT: &str = r#"<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Body><soapenv:Fault><faultcode>soapenv:Server</faultcode><faultstring>VP007 [other] Authorization missing</faultstring></soapenv:Fault></soapenv:Body></soapenv:Envelope>"#;
+
+/// The simulator as the primary (`ntjp`), `mirror_url` as the route's mirror.
+async fn stack(
+    mirror_url: &str,
+    mirror_settings: &str,
+) -> (Pki, ntjp_sim::RunningSim, RunningProxy) {
+    let pki = Pki::generate();
+    let sim = start_sim(&sim_toml(&pki, "")).await;
+    let proxy = proxy_with(&pki, &sim_url(&sim), mirror_url, mirror_settings).await;
+    (pki, sim, proxy)
+}
+
+fn sim_url(sim: &ntjp_sim::RunningSim) -> String {
+    format!(
+        "https://127.0.0.1:{}",
+        sim.https_addr().expect("sim https").port()
+    )
+}
+
+/// The proxy with the route `cd` relaying to `primary_url`, mirrored to `mirror_url`.
+async fn proxy_with(
+    pki: &Pki,
+    primary_url: &str,
+    mirror_url: &str,
+    mirror_settings: &str,
+) -> RunningProxy {
+    let extra = format!(
+        r#"
+[[upstream]]
+name = "mirror"
+url = "{mirror_url}"
+client_cert = "{dir}/proxy.crt"
+client_key = "{dir}/proxy.key"
+ca = "{dir}/ca.crt"
+response_timeout_ms = 5000
+
+[admin]
+listen = "127.0.0.1:0"
+
+[[route]]
+name = "cd"
+
+[route.mirror]
+upstream = "mirror"
+{mirror_settings}
+"#,
+        dir = pki.dir.path().display(),
+    );
+    start_proxy(&proxy_toml(pki, primary_url, &extra)).await
+}
+
+async fn metrics(addr: SocketAddr) -> String {
+    let tcp = TcpStream::connect(addr).await.expect("connect to admin");
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .expect("admin handshake");
+    let driver = tokio::spawn(connection);
+    let request = Request::get("/metrics")
+        .header("host", addr.to_string())
+        .body(Empty::<Bytes>::new())
+        .expect("request");
+    let response = sender.send_request(request).await.expect("admin answer");
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    driver.abort();
+    String::from_utf8_lossy(&body).into_owned()
+}
+
+/// `rtp_mirror_calls_total` of the route `cd` with this result.
+fn mirror_calls(text: &str, result: &str) -> u64 {
+    let labels = format!("rtp_mirror_calls_total{{route=\"cd\",result=\"{result}\"}} ");
+    text.lines()
+        .find_map(|line| line.strip_prefix(&labels))
+        .map(|value| value.trim().parse().expect("a count"))
+        .unwrap_or(0)
+}
+
+/// Waits (at most 10 s) until the comparison counted `count` calls with `result`.
+async fn wait_for(proxy: &RunningProxy, result: &str, count: u64) -> String {
+    let addr = proxy.admin_addr.expect("admin listener");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = metrics(addr).await;
+        if mirror_calls(&text, result) >= count || Instant::now() > deadline {
+            return text;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_mirror_receives_the_request_the_primary_got_marked_as_a_mirror() {
+    let mirror = StaticProducer::start(StatusCode::OK, b"<x/>".to_vec()).await;
+    let (pki, _sim, proxy) = stack(&mirror.url(), "").await;
+    let request = sample(REQUEST);
+    let reply = post_tls(
+        proxy.https_addr.unwrap(),
+        &pki.client(Some("consumer")),
+        Call::soap(request.clone()).header("x-skltp-correlation-id", "mirror-test-1"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    wait_for(&proxy, "different", 1).await;
+    let received = mirror.received();
+    assert_eq!(received.len(), 1, "one copy");
+    let (headers, body) = &received[0];
+    assert_eq!(body, &request[..], "the same body, byte for byte");
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    assert_eq!(header("x-rtp-mirror"), Some("1"));
+    assert_eq!(header("x-skltp-correlation-id"), Some("mirror-test-1"));
+    assert_eq!(
+        header("x-rivta-original-serviceconsumer-hsaid"),
+        Some(ids::CONSUMER),
+        "the identity headers the primary got"
+    );
+    assert!(header("x-rivta-routing-history").is_some());
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_mirror_answering_differently_is_counted_as_different_and_an_equal_one_as_same() {
+    let mirror = StaticProducer::start(StatusCode::INTERNAL_SERVER_ERROR, FAULT.into()).await;
+    let (pki, sim, proxy) = stack(&mirror.url(), "").await;
+    let consumer = pki.client(Some("consumer"));
+    let reply = post_tls(
+        proxy.https_addr.unwrap(),
+        &consumer,
+        Call::soap(sample(REQUEST)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        reply.status,
+        StatusCode::OK,
+        "the primary's answer, unchanged"
+    );
+    let text = wait_for(&proxy, "different", 1).await;
+    assert_eq!(mirror_calls(&text, "different"), 1, "{text}");
+    assert_eq!(mirror_calls(&text, "same"), 0, "{text}");
+    assert!(
+        text.contains("rtp_mirror_upstream_duration_seconds_count{route=\"cd\",side=\"mirror\"} 1"),
+        "{text}"
+    );
+    proxy.shutdown().await;
+
+    // The same simulator as both variants: the same records, so the same answer.
+    let url = sim_url(&sim);
+    let proxy = proxy_with(&pki, &url, &url, "").await;
+    let reply = post_tls(
+        proxy.https_addr.unwrap(),
+        &consumer,
+        Call::soap(sample(REQUEST)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    let text = wait_for(&proxy, "same", 1).await;
+    assert_eq!(mirror_calls(&text, "same"), 1, "{text}");
+    assert_eq!(mirror_calls(&text, "different"), 0, "{text}");
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_slow_mirror_does_not_slow_the_primary() {
+    let mirror =
+        StaticProducer::start_delayed(StatusCode::OK, b"<x/>".to_vec(), Duration::from_secs(2))
+            .await;
+    let (pki, _sim, proxy) = stack(&mirror.url(), "").await;
+    let consumer = pki.client(Some("consumer"));
+    // A first call warms the connections and the policy-free path.
+    post_tls(
+        proxy.https_addr.unwrap(),
+        &consumer,
+        Call::soap(sample(REQUEST)),
+    )
+    .await
+    .unwrap();
+    let started = Instant::now();
+    let reply = post_tls(
+        proxy.https_addr.unwrap(),
+        &consumer,
+        Call::soap(sample(REQUEST)),
+    )
+    .await
+    .unwrap();
+    let took = started.elapsed();
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert!(
+        took < Duration::from_millis(1000),
+        "the primary answered in {took:?}, not well under the mirror's 2 s"
+    );
+    // The mirror did get the call, and its comparison comes later.
+    assert!(!mirror.received().is_empty());
+    let text = wait_for(&proxy, "different", 2).await;
+    assert_eq!(mirror_calls(&text, "different"), 2, "{text}");
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn calls_over_the_concurrency_cap_are_skipped_and_counted() {
+    let mirror =
+        StaticProducer::start_delayed(StatusCode::OK, b"<x/>".to_vec(), Duration::from_secs(2))
+            .await;
+    let (pki, _sim, proxy) = stack(&mirror.url(), "max_concurrent = 1\nsample_rate = 1.0").await;
+    let consumer = pki.client(Some("consumer"));
+    let addr = proxy.https_addr.unwrap();
+    let call = || post_tls(addr, &consumer, Call::soap(sample(REQUEST)));
+    let (a, b, c) = tokio::join!(call(), call(), call());
+    for reply in [a, b, c] {
+        let reply = reply.unwrap();
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    }
+    let text = wait_for(&proxy, "different", 1).await;
+    assert_eq!(mirror_calls(&text, "skipped"), 2, "{text}");
+    assert_eq!(mirror_calls(&text, "different"), 1, "{text}");
+    assert_eq!(mirror.received().len(), 1, "only one copy under the cap");
+    proxy.shutdown().await;
+}
