@@ -127,6 +127,7 @@ fn response_phase(c: &mut Criterion) {
                     information_type: "voo".into(),
                     correlation_id: "bench".into(),
                 },
+                decision: Default::default(),
             };
             let body = filter.start(chunked(&answer)).await.unwrap();
             let out = body.collect().await.unwrap().to_bytes();

@@ -39,6 +39,9 @@ pub struct Config {
     /// The operations listener (health, readiness, metrics, policies, reload).
     #[serde(default)]
     pub admin: AdminConfig,
+    /// The per-call decision log (`rtp_proxy::decision`) and how patient ids are masked.
+    #[serde(default)]
+    pub decision_log: DecisionLogConfig,
     /// Directory relative paths are resolved against: the config file's own.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -174,6 +177,74 @@ pub struct RoutePolicy {
     /// The policy's own settings, handed to its `init` as JSON.
     #[serde(default)]
     pub settings: toml::Table,
+    /// Run the policy and log and count its verdicts, but never enforce them: no
+    /// refusal, no edits, no dropped records, no access entries, failures ignored.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// `[decision_log]`: one structured line per call, target `rtp_proxy::decision`.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionLogConfig {
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// How the patient id appears in the line: `hash` (keyed with the salt) or `drop`.
+    #[serde(default)]
+    pub patient_id: PatientIdMode,
+    /// The secret key of `hash`; or `salt_file`, a file holding it.
+    pub salt: Option<String>,
+    pub salt_file: Option<PathBuf>,
+}
+
+impl Default for DecisionLogConfig {
+    fn default() -> Self {
+        DecisionLogConfig {
+            enabled: true,
+            patient_id: PatientIdMode::default(),
+            salt: None,
+            salt_file: None,
+        }
+    }
+}
+
+// The salt is a secret: never printed.
+impl fmt::Debug for DecisionLogConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DecisionLogConfig")
+            .field("enabled", &self.enabled)
+            .field("patient_id", &self.patient_id)
+            .field("salt", &self.salt.as_ref().map(|_| "<secret>"))
+            .field("salt_file", &self.salt_file)
+            .finish()
+    }
+}
+
+/// How a patient id is shown in the decision log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PatientIdMode {
+    /// HMAC-SHA256 of the id keyed with the salt, hex, truncated to 32 digits.
+    Hash,
+    /// No patient field at all.
+    #[default]
+    Drop,
+}
+
+impl DecisionLogConfig {
+    /// The salt's bytes: `salt`, or the content of `salt_file` (resolved against the
+    /// config's directory, surrounding whitespace trimmed).
+    pub fn salt_bytes(&self, config: &Config) -> Result<Option<Vec<u8>>, String> {
+        if let Some(salt) = &self.salt {
+            return Ok(Some(salt.as_bytes().to_vec()));
+        }
+        let Some(file) = &self.salt_file else {
+            return Ok(None);
+        };
+        let path = config.resolve(file);
+        let text = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(Some(text.trim_ascii().to_vec()))
+    }
 }
 
 /// `[[upstream]]`: a platform or producer the proxy relays to.
@@ -655,7 +726,41 @@ impl Config {
             self.validate_access_log(access_log)?;
         }
         validate_admin(&self.admin)?;
+        self.validate_decision_log()?;
         Ok(())
+    }
+
+    fn validate_decision_log(&self) -> Result<(), Invalid> {
+        let log = &self.decision_log;
+        let at = KeyPath::new("decision_log");
+        if log.salt.is_some() && log.salt_file.is_some() {
+            return Err(Invalid::at(
+                at.key("salt_file"),
+                "give salt or salt_file, not both",
+            ));
+        }
+        if !log.enabled || log.patient_id != PatientIdMode::Hash {
+            return Ok(());
+        }
+        match log.salt_bytes(self) {
+            Ok(Some(salt)) if salt.len() >= 16 => Ok(()),
+            Ok(Some(_)) => {
+                let key = if log.salt.is_some() {
+                    "salt"
+                } else {
+                    "salt_file"
+                };
+                Err(Invalid::at(
+                    at.key(key),
+                    "the salt must be at least 16 bytes",
+                ))
+            }
+            Ok(None) => Err(Invalid::at(
+                at.key("patient_id"),
+                "patient_id = \"hash\" needs a secret salt or salt_file",
+            )),
+            Err(e) => Err(Invalid::at(at.key("salt_file"), e)),
+        }
     }
 
     fn validate_blocks(&self, blocks: &BlocksConfig) -> Result<(), Invalid> {
@@ -1023,6 +1128,25 @@ name = "all"
         assert_eq!(config.routes[0].contract, "*");
         assert_eq!(config.route_upstream(&config.routes[0]), Some("ntjp"));
         assert_eq!(config.upstreams[0].response_timeout_ms, 32_000);
+    }
+
+    #[test]
+    fn a_hashed_patient_id_needs_a_salt_and_dry_run_is_off_by_default() {
+        let config = parse(GOOD).unwrap();
+        assert!(config.decision_log.enabled);
+        assert_eq!(config.decision_log.patient_id, PatientIdMode::Drop);
+        let text = format!("{GOOD}\n[decision_log]\npatient_id = \"hash\"\n");
+        let err = parse(&text).unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("decision_log.patient_id"));
+        assert_eq!(err.line, Some(18), "{err}");
+        let salted = format!("{text}salt = \"0123456789abcdef-secret\"\n");
+        let config = parse(&salted).unwrap();
+        assert!(
+            !format!("{config:?}").contains("abcdef"),
+            "the salt is never printed"
+        );
+        let short = format!("{text}salt = \"short\"\n");
+        assert_eq!(parse(&short).unwrap_err().line, Some(19));
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod admin;
 pub mod blocks;
 pub mod config;
 pub mod contracts;
+pub mod decision;
 pub mod demo;
 pub mod edit;
 pub mod fault;

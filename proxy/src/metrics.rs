@@ -265,6 +265,7 @@ pub struct Metrics {
     policy_failures: Family<PolicyFailure, Counter>,
     policy_skips: Family<PolicyPhase, Counter>,
     records_dropped: Family<PolicyLabel, Counter>,
+    dry_run_verdicts: Family<PolicyVerdict, Counter>,
     config_reloads: Family<OutcomeLabel, Counter>,
     policy_reloads: Family<PolicyReload, Counter>,
     block_lookups: Family<OutcomeLabel, Counter>,
@@ -350,6 +351,12 @@ impl Metrics {
             "Response records left out because a policy dropped them",
             records_dropped.clone(),
         );
+        let dry_run_verdicts = Family::<PolicyVerdict, Counter>::default();
+        registry.register(
+            "rtp_policy_dry_run_verdicts",
+            "Verdicts of dry-run policies, logged and counted but not enforced: proceed, reject, keep, drop, replace, or failed",
+            dry_run_verdicts.clone(),
+        );
         let config_reloads = Family::<OutcomeLabel, Counter>::default();
         registry.register(
             "rtp_config_reloads",
@@ -407,6 +414,7 @@ impl Metrics {
             policy_failures,
             policy_skips,
             records_dropped,
+            dry_run_verdicts,
             config_reloads,
             policy_reloads,
             block_lookups,
@@ -502,6 +510,38 @@ impl Metrics {
                 self.policy_failures.get_or_create(&labels).inc();
             }
         }
+    }
+
+    /// One call of a dry-run policy: its time, and what it would have come to.
+    pub fn policy_dry_run(
+        &self,
+        policy: &Arc<str>,
+        phase: Phase,
+        result: PolicyResult,
+        elapsed: Duration,
+    ) {
+        let policy = Label::shared(policy.clone());
+        let labels = PolicyPhase {
+            policy: policy.clone(),
+            phase: phase.label(),
+        };
+        self.policy_duration
+            .get_or_create(&labels)
+            .observe(elapsed.as_secs_f64());
+        let verdict = match result {
+            PolicyResult::Proceed => "proceed",
+            PolicyResult::Reject => "reject",
+            PolicyResult::Keep => "keep",
+            PolicyResult::Drop => "drop",
+            PolicyResult::Replace => "replace",
+            PolicyResult::Trap | PolicyResult::CrashLoop => "failed",
+        };
+        let labels = PolicyVerdict {
+            policy,
+            phase: phase.label(),
+            verdict: Label::fixed(verdict),
+        };
+        self.dry_run_verdicts.get_or_create(&labels).inc();
     }
 
     /// A failed policy call was skipped (fail-open).

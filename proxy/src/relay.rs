@@ -19,6 +19,7 @@ use tracing::{debug, info, warn};
 
 use crate::config::{millis, parse_source, Config};
 use crate::contracts;
+use crate::decision::{Decision, DecisionLog, DecisionLogError};
 use crate::edit::{self, NewPeriod};
 use crate::fault::{Fault, FaultCode};
 use crate::headers::{self, ForwardedIdentity};
@@ -72,6 +73,8 @@ pub struct Relay {
     /// Each upstream's metric handles, looked up once.
     upstream_metrics: HashMap<String, UpstreamMetrics>,
     default_upstream: Option<UpstreamTarget>,
+    /// Where each call's decision-log line is made.
+    decisions: DecisionLog,
 }
 
 /// Where an upstream listens: what the admin's readiness check connects to.
@@ -111,6 +114,8 @@ struct Seen {
     contract: Option<Label>,
     /// The code of the upstream's own SOAP fault, when one was passed through.
     upstream_fault: Option<Label>,
+    /// The call's decision-log entry, written when the call is done.
+    decision: Decision,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -126,6 +131,8 @@ pub enum BuildError {
         index: usize,
         source: crate::policy::LoadError,
     },
+    #[error(transparent)]
+    DecisionLog(#[from] DecisionLogError),
 }
 
 impl Relay {
@@ -203,6 +210,7 @@ impl Relay {
                 .as_deref()
                 .and_then(|name| UpstreamTarget::of(config, name)),
             metrics,
+            decisions: DecisionLog::from_config(config)?,
         })
     }
 
@@ -229,7 +237,10 @@ impl Relay {
     ) -> Response<ResponseBody> {
         let started = Instant::now();
         let correlation_id = headers::correlation_id(request.headers());
-        let mut seen = Seen::default();
+        let mut seen = Seen {
+            decision: self.decisions.start(&correlation_id),
+            ..Seen::default()
+        };
         let (response, outcome, code) = match self
             .relay(request, caller, &correlation_id, &mut seen)
             .await
@@ -253,6 +264,7 @@ impl Relay {
                 )
             }
         };
+        seen.decision.outcome(outcome, code.as_str());
         self.metrics.call_finished(
             seen.route.as_ref().unwrap_or(&metrics::NONE),
             seen.contract.as_ref().unwrap_or(&metrics::NONE),
@@ -285,6 +297,7 @@ impl Relay {
         seen: &mut Seen,
     ) -> Result<Response<ResponseBody>, Fault> {
         let sender = self.sender(caller, request.headers())?;
+        seen.decision.sender(&sender);
         let routing_history =
             headers::routing_history(request.headers(), &sender, &self.instance_id)?;
         if request.method() != Method::POST {
@@ -301,6 +314,7 @@ impl Relay {
         let (parts, body) = request.into_parts();
         let body = self.read_body(body).await?;
         let call = inspect(&body).map_err(inspect_fault)?;
+        seen.decision.call(&call);
         seen.contract = Some(self.metrics.contract_label(&call.contract));
 
         let original_consumer = headers::original_consumer(&parts.headers, &sender, |s| {
@@ -324,6 +338,7 @@ impl Relay {
                 )
             })?;
         seen.route = self.route_labels.get(&route.name).cloned();
+        seen.decision.route(&route.name);
 
         let upstream = &route.upstream;
         let identity = ForwardedIdentity {
@@ -333,13 +348,23 @@ impl Relay {
             vp_sender_id: upstream.vp_sender_id.clone(),
         };
         let mut out_headers = headers::upstream_request_headers(&parts.headers, &identity);
+        let aob = parts.headers.get(headers::ACTING_ON_BEHALF_OF);
+        let aob = aob.and_then(|v| v.to_str().ok());
+        seen.decision.identity(&identity.original_consumer, aob);
         // The call as the request policies left it, kept for the response phase.
         let mut policy_view = None;
         let body = if route.pipeline.is_empty() {
             body
         } else {
             let mut view = policy_call(&call, &route.name, &sender, &identity, &parts.headers);
-            let decision = route.pipeline.on_request(&mut view).await;
+            let mut trace = Vec::new();
+            let decision = route
+                .pipeline
+                .on_request_traced(&mut view, &mut trace)
+                .await;
+            seen.decision.policies(trace);
+            seen.decision
+                .identity(&view.original_consumer, view.acting_on_behalf_of.as_deref());
             policy_view = Some(view);
             match decision {
                 RequestDecision::Reject(fault) => return Err(fault),
@@ -371,6 +396,7 @@ impl Relay {
             m.answered(elapsed);
         }
         let response = sent.map_err(relay_fault)?;
+        seen.decision.upstream(response.status().as_u16(), elapsed);
         let tee = mirrored.map(|m| m.answered(response.status(), elapsed));
         let prt = elapsed.as_millis();
         // Per-call success lines are debug: at info they would cost a write per call.
@@ -386,7 +412,7 @@ impl Relay {
         );
         let filter = policy_view
             .filter(|_| route.pipeline.wants_response())
-            .map(|view| self.response_filter(&route.pipeline, view, &call.contract));
+            .map(|view| self.response_filter(&route.pipeline, view, &call.contract, seen));
         let response = response.map(|body| InFlightBody {
             inner: body,
             _in_flight: in_flight,
@@ -402,6 +428,7 @@ impl Relay {
         pipeline: &Pipeline,
         view: wit::Call,
         contract: &str,
+        seen: &Seen,
     ) -> ResponseFilter {
         let contract = contracts::lookup(contract).unwrap_or(&contracts::UNKNOWN_CONTRACT);
         ResponseFilter {
@@ -415,6 +442,7 @@ impl Relay {
             contract,
             batch_bytes: self.response_batch_bytes,
             access_log: self.services.access_log.clone(),
+            decision: seen.decision.clone(),
         }
     }
 
@@ -608,14 +636,17 @@ async fn load_pipelines(
                 index,
                 source,
             })?;
-            let slot = Arc::new(PolicySlot::new(
-                route.name.clone(),
-                index,
-                loaded,
-                settings,
-                policy.failure_mode,
-                limits,
-            ));
+            let slot = Arc::new(
+                PolicySlot::new(
+                    route.name.clone(),
+                    index,
+                    loaded,
+                    settings,
+                    policy.failure_mode,
+                    limits,
+                )
+                .with_dry_run(policy.dry_run),
+            );
             all_slots.push(slot.clone());
             slots.push(slot);
         }
@@ -744,8 +775,9 @@ fn apply_edits(
                 warn!(header = %name, "a policy's edit of a host-managed header is ignored");
             }
             wit::Edit::SetPeriod(p) => period = Some(p),
+            // Notes are written in the call's decision-log line (`crate::decision`).
             wit::Edit::Note(note) => {
-                info!(correlation_id = %correlation_id, note = %note.name, value = %note.value, "policy note");
+                debug!(correlation_id = %correlation_id, note = %note.name, value = %note.value, "policy note");
             }
         }
     }

@@ -9,6 +9,7 @@ use super::capabilities::AccessEntry;
 use super::loaded::{FailureMode, PolicyFailure};
 use super::reload::PolicySlot;
 use super::wit;
+use crate::decision::PolicyTrace;
 use crate::fault::{Fault, FaultCode};
 use crate::metrics::{Metrics, Phase, PolicyResult};
 
@@ -30,6 +31,8 @@ pub struct ResponseDecision {
     /// Set when the response must not be released: a policy replaced it, or failed
     /// closed.
     pub fault: Option<Fault>,
+    /// Each policy's verdict and time on this batch, for the decision log.
+    pub trace: Vec<PolicyTrace>,
 }
 
 /// The policies of one route, in order.
@@ -74,30 +77,63 @@ impl Pipeline {
     /// Runs every request-phase policy over the call; the call is left as the last
     /// policy saw it (edits applied), for the response phase.
     pub async fn on_request(&self, call: &mut wit::Call) -> RequestDecision {
+        self.on_request_traced(call, &mut Vec::new()).await
+    }
+
+    /// [`Pipeline::on_request`], with each policy's verdict and time added to `trace`
+    /// (for the decision log). A dry-run policy runs and is traced and counted, but its
+    /// verdict is not enforced: its edits are not applied, its reject does not refuse,
+    /// its failure is ignored.
+    pub async fn on_request_traced(
+        &self,
+        call: &mut wit::Call,
+        trace: &mut Vec<PolicyTrace>,
+    ) -> RequestDecision {
         let mut edits = Vec::new();
         // Each policy's version in force when the call reaches it; a reload meanwhile
         // does not change the version a running call uses.
-        for policy in self.slots.iter().map(|slot| slot.current()) {
+        for slot in &self.slots {
+            let policy = slot.current();
             if !policy.wants_request {
                 continue;
             }
             let started = Instant::now();
             let answer = policy.on_request(call).await;
+            let elapsed = started.elapsed();
             let result = match &answer {
                 Ok(wit::RequestAction::Proceed(_)) => PolicyResult::Proceed,
                 Ok(wit::RequestAction::Reject(_)) => PolicyResult::Reject,
                 Err(failure) => failure_result(failure),
             };
+            if slot.dry_run() {
+                self.metrics
+                    .policy_dry_run(&policy.name, Phase::Request, result, elapsed);
+                let verdict = match &answer {
+                    Ok(wit::RequestAction::Proceed(_)) => "proceed",
+                    Ok(wit::RequestAction::Reject(_)) => "reject",
+                    Err(_) => "failed",
+                };
+                let mut traced = PolicyTrace::new(&policy.name, "request", verdict, elapsed, true);
+                if let Ok(wit::RequestAction::Proceed(policy_edits)) = &answer {
+                    traced = traced.with_notes(policy_edits);
+                }
+                trace.push(traced);
+                continue;
+            }
             self.metrics
-                .policy_called(&policy.name, Phase::Request, result, started.elapsed());
+                .policy_called(&policy.name, Phase::Request, result, elapsed);
+            let traced =
+                |verdict| PolicyTrace::new(&policy.name, "request", verdict, elapsed, false);
             match answer {
                 Ok(wit::RequestAction::Proceed(policy_edits)) => {
+                    trace.push(traced("proceed").with_notes(&policy_edits));
                     for edit in &policy_edits {
                         apply_to_call(call, edit);
                     }
                     edits.extend(policy_edits);
                 }
                 Ok(wit::RequestAction::Reject(fault)) => {
+                    trace.push(traced("reject"));
                     return RequestDecision::Reject(Fault::new(
                         FaultCode::Policy(fault.code),
                         format!("{} (policy {})", fault.message, policy.name),
@@ -105,10 +141,12 @@ impl Pipeline {
                 }
                 Err(failure) => match policy.failure_mode {
                     FailureMode::FailOpen => {
+                        trace.push(traced("skipped"));
                         self.metrics.policy_skipped(&policy.name, Phase::Request);
                         tracing::warn!(policy = %policy.name, error = %failure, "policy skipped (fail-open)");
                     }
                     FailureMode::FailClosed | FailureMode::Reload => {
+                        trace.push(traced("failed"));
                         return RequestDecision::Reject(Fault::new(
                             FaultCode::Rtp190,
                             failure.to_string(),
@@ -121,7 +159,9 @@ impl Pipeline {
     }
 
     /// Runs every response-phase policy over a batch of records. Each policy sees the
-    /// records the policies before it kept.
+    /// records the policies before it kept. A dry-run policy sees them too, and its
+    /// verdict is traced and counted, but it drops nothing, replaces nothing, records no
+    /// access and its failure is ignored.
     pub async fn on_response(
         &self,
         call: &wit::Call,
@@ -130,32 +170,50 @@ impl Pipeline {
         let mut decision = ResponseDecision::default();
         let batch: Vec<u32> = records.iter().map(|r| r.index).collect();
         let mut remaining = records;
-        for policy in self.slots.iter().map(|slot| slot.current()) {
+        for slot in &self.slots {
+            let policy = slot.current();
             if !policy.wants_response {
                 continue;
             }
             let started = Instant::now();
             let answer = policy.on_response(call, &remaining).await;
-            let result = match &answer {
-                Ok((wit::ResponseAction::KeepAll, _)) => PolicyResult::Keep,
-                Ok((wit::ResponseAction::Drop(_), _)) => PolicyResult::Drop,
-                Ok((wit::ResponseAction::Replace(_), _)) => PolicyResult::Replace,
-                Err(failure) => failure_result(failure),
+            let elapsed = started.elapsed();
+            let (result, verdict) = match &answer {
+                Ok((wit::ResponseAction::KeepAll, _)) => (PolicyResult::Keep, "keep"),
+                Ok((wit::ResponseAction::Drop(_), _)) => (PolicyResult::Drop, "drop"),
+                Ok((wit::ResponseAction::Replace(_), _)) => (PolicyResult::Replace, "replace"),
+                Err(failure) => (failure_result(failure), "failed"),
             };
+            let mut traced =
+                PolicyTrace::new(&policy.name, "response", verdict, elapsed, slot.dry_run());
+            if slot.dry_run() {
+                self.metrics
+                    .policy_dry_run(&policy.name, Phase::Response, result, elapsed);
+                if let Ok((wit::ResponseAction::Drop(indexes), _)) = &answer {
+                    traced.dropped = remaining
+                        .iter()
+                        .filter(|r| indexes.contains(&r.index))
+                        .count();
+                }
+                decision.trace.push(traced);
+                continue;
+            }
             self.metrics
-                .policy_called(&policy.name, Phase::Response, result, started.elapsed());
+                .policy_called(&policy.name, Phase::Response, result, elapsed);
             match answer {
                 Ok((action, access)) => {
                     decision.access.extend(access);
                     match action {
-                        wit::ResponseAction::KeepAll => {}
+                        wit::ResponseAction::KeepAll => decision.trace.push(traced),
                         wit::ResponseAction::Drop(indexes) => {
                             let before = remaining.len();
                             remaining.retain(|r| !indexes.contains(&r.index));
-                            self.metrics
-                                .records_dropped(&policy.name, before - remaining.len());
+                            traced.dropped = before - remaining.len();
+                            self.metrics.records_dropped(&policy.name, traced.dropped);
+                            decision.trace.push(traced);
                         }
                         wit::ResponseAction::Replace(fault) => {
+                            decision.trace.push(traced);
                             decision.fault = Some(Fault::new(
                                 FaultCode::Policy(fault.code),
                                 format!("{} (policy {})", fault.message, policy.name),
@@ -166,10 +224,13 @@ impl Pipeline {
                 }
                 Err(failure) => match policy.failure_mode {
                     FailureMode::FailOpen => {
+                        traced.verdict = "skipped";
+                        decision.trace.push(traced);
                         self.metrics.policy_skipped(&policy.name, Phase::Response);
                         tracing::warn!(policy = %policy.name, error = %failure, "response policy skipped (fail-open)");
                     }
                     FailureMode::FailClosed | FailureMode::Reload => {
+                        decision.trace.push(traced);
                         decision.fault = Some(Fault::new(FaultCode::Rtp190, failure.to_string()));
                         return decision;
                     }

@@ -32,6 +32,8 @@ pub struct PolicySlot {
     current: ArcSwap<LoadedPolicy>,
     last_error: Mutex<Option<String>>,
     reloads: AtomicU64,
+    /// Verdicts are logged and counted, never enforced (`dry_run` in the config).
+    dry_run: bool,
 }
 
 impl std::fmt::Debug for PolicySlot {
@@ -74,7 +76,19 @@ impl PolicySlot {
             current: ArcSwap::from_pointee(policy),
             last_error: Mutex::new(None),
             reloads: AtomicU64::new(0),
+            dry_run: false,
         }
+    }
+
+    /// The slot with its verdicts logged and counted but not enforced, or enforced.
+    pub fn with_dry_run(mut self, dry_run: bool) -> PolicySlot {
+        self.dry_run = dry_run;
+        self
+    }
+
+    /// Whether the slot's verdicts are only logged and counted.
+    pub fn dry_run(&self) -> bool {
+        self.dry_run
     }
 
     /// The version in force now.

@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::scan::{ScanError, ScannedRecord, Scanner};
 use super::source::BodySource;
 use crate::contracts::ContractInfo;
+use crate::decision::Decision;
 use crate::fault::{Fault, FaultCode};
 use crate::policy::{wit, AccessContext, AccessSink, Pipeline};
 use crate::upstream::BoxError;
@@ -33,6 +34,8 @@ pub struct ResponseFilter {
     pub batch_bytes: u64,
     pub access_log: Option<Arc<dyn AccessSink>>,
     pub access_context: AccessContext,
+    /// The call's decision-log entry: the policies' verdicts on each batch go there.
+    pub decision: Decision,
 }
 
 /// The filtered body: chunks from the filter task.
@@ -69,7 +72,11 @@ impl ResponseFilter {
                 tx,
                 first: Some(first_tx),
             };
+            let decision = self.decision.clone();
             if let Err(fault) = self.run(body, &mut out).await {
+                if out.first.is_none() {
+                    decision.aborted(&fault.code.to_string());
+                }
                 out.fail(fault).await;
             }
         });
@@ -152,7 +159,8 @@ impl ResponseFilter {
             .collect();
         let mut dropped: Vec<(u64, u64)> = Vec::new();
         if !summaries.is_empty() || force {
-            let decision = self.pipeline.on_response(&self.call, summaries).await;
+            let mut decision = self.pipeline.on_response(&self.call, summaries).await;
+            self.decision.policies(std::mem::take(&mut decision.trace));
             if let Some(fault) = decision.fault {
                 return Err(fault);
             }
