@@ -341,3 +341,28 @@ async fn refused_calls_have_their_line_with_the_fault_code_and_no_patient_by_def
     assert_eq!(lines[0]["fields"]["sender"], ids::CONSUMER);
     assert_no_personnummer();
 }
+
+#[tokio::test]
+async fn dry_run_edits_are_not_applied_and_a_dry_run_failure_never_refuses() {
+    captured();
+    let stack = Stack::start(&dry_run_route("set-header")).await;
+    let reply = call(&stack, "dl-dry-edit").await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    let calls = stack.sim.calls();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].header("x-rivta-test-policy"), None);
+    assert_eq!(calls[0].header("x-test-policy-version"), None);
+    let lines = decisions("dl-dry-edit").await;
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(policies(&lines[0])[0]["verdict"], "proceed");
+
+    let stack = Stack::start(&dry_run_route("trap")).await;
+    let reply = call(&stack, "dl-dry-trap").await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    let lines = decisions("dl-dry-trap").await;
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["fields"]["outcome"], "relayed");
+    let traced = policies(&lines[0]);
+    assert_eq!(traced[0]["verdict"], "failed");
+    assert_eq!(traced[0]["dry_run"], true);
+}
