@@ -10,9 +10,11 @@
 //! - mirror traffic is bounded per route by sampling (`sample_rate`) and a concurrency
 //!   cap (`max_concurrent`, taken with `try_acquire`: a call over the cap is not
 //!   mirrored and counted as `skipped`, never queued);
-//! - the primary's answer is only observed: its status and latency are known when its
-//!   head arrives, and its body is teed ([`Tee`]) as it streams to the caller, chunk
-//!   references kept up to [`MAX_COMPARED_BYTES`] (over that, records are not compared).
+//! - the primary's answer, as the caller gets it (after the response policies), is only
+//!   observed ([`observe`]): its status is known from its head, its latency is the
+//!   upstream's time to that head, and its body is teed as it streams to the caller,
+//!   chunk references kept up to [`MAX_COMPARED_BYTES`] (over that, records are not
+//!   compared). The mirror's answer is compared as its upstream sent it.
 //!
 //! The comparison (status, fault code token, record count, record ids, latency) goes to
 //! the metrics (`rtp_mirror_calls`, `rtp_mirror_upstream_duration`) and to one log line
@@ -20,13 +22,16 @@
 //! ids are never logged.
 
 use std::collections::BTreeSet;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, StatusCode, Uri};
-use http_body::Frame;
+use http::{HeaderMap, HeaderValue, Response, StatusCode, Uri};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
@@ -34,11 +39,13 @@ use tracing::{info, warn};
 
 use crate::config::MirrorConfig;
 use crate::contracts::{self, ContractInfo};
+use crate::fault::Fault;
 use crate::headers;
 use crate::inspect::SOAP11_NS;
 use crate::metrics::{Label, Metrics, MirrorResult};
+use crate::relay::ResponseBody;
 use crate::response::scan::scan_document;
-use crate::upstream::{IdleTimeoutBody, Upstream};
+use crate::upstream::{BoxError, IdleTimeoutBody, Upstream};
 
 /// The header that marks a mirrored request, so the other side can tell.
 pub const MIRROR_HEADER: &str = "x-rtp-mirror";
@@ -152,9 +159,9 @@ pub struct Mirrored {
 }
 
 impl Mirrored {
-    /// The primary's response head arrived: its status and the time to it. The
-    /// returned tee observes the primary's body as it streams.
-    pub fn answered(self, status: StatusCode, latency: Duration) -> Tee {
+    /// The primary's answer has its head: its status and the upstream's time to it.
+    /// The returned tee observes the body as it streams.
+    fn answered(self, status: StatusCode, latency: Duration) -> Tee {
         Tee {
             report: Some(self.report),
             status,
@@ -166,18 +173,80 @@ impl Mirrored {
     }
 }
 
+/// Hands a mirrored call's primary answer (what the caller gets) to the comparison
+/// and returns it unchanged: a fault at once, a response with its body teed as it
+/// streams. `latency`: the primary upstream's time to its response head.
+pub fn observe(
+    mirrored: Option<Mirrored>,
+    latency: Duration,
+    answer: Result<Response<ResponseBody>, Fault>,
+) -> Result<Response<ResponseBody>, Fault> {
+    let Some(mirrored) = mirrored else {
+        return answer;
+    };
+    match answer {
+        Ok(response) => {
+            let tee = mirrored.answered(response.status(), latency);
+            Ok(response.map(|inner| BoxBody::new(TeeBody { inner, tee })))
+        }
+        Err(fault) => {
+            // The proxy's own fault (VP009, a policy's replace): no body to read.
+            let _ = mirrored.report.send(PrimaryAnswer {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                latency,
+                body: None,
+                fault: Some(fault.code.to_string()),
+            });
+            Err(fault)
+        }
+    }
+}
+
+/// The primary's body with a [`Tee`] watching it.
+struct TeeBody {
+    inner: ResponseBody,
+    tee: Tee,
+}
+
+impl Body for TeeBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if let Poll::Ready(frame) = &polled {
+            this.tee.observe(frame, this.inner.is_end_stream());
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// What the comparison learns of the primary's answer.
 struct PrimaryAnswer {
     status: StatusCode,
     latency: Duration,
     /// The whole body; None when it was over the cap or did not finish.
     body: Option<Bytes>,
+    /// The proxy's own fault code, when the caller got one instead of the answer.
+    fault: Option<String>,
 }
 
 /// Observes the primary's response body frame by frame without holding it up: data
 /// chunks are kept by reference (up to [`MAX_COMPARED_BYTES`]) and handed to the
 /// comparison when the stream ends, fails, or is dropped.
-pub struct Tee {
+struct Tee {
     report: Option<oneshot::Sender<PrimaryAnswer>>,
     status: StatusCode,
     latency: Duration,
@@ -188,7 +257,7 @@ pub struct Tee {
 
 impl Tee {
     /// A frame the body just yielded; `end_of_stream`: the body says nothing follows.
-    pub fn observe<E>(&mut self, frame: &Option<Result<Frame<Bytes>, E>>, end_of_stream: bool) {
+    fn observe<E>(&mut self, frame: &Option<Result<Frame<Bytes>, E>>, end_of_stream: bool) {
         match frame {
             None => self.finish(true),
             Some(Err(_)) => self.finish(false),
@@ -222,6 +291,7 @@ impl Tee {
             status: self.status,
             latency: self.latency,
             body,
+            fault: None,
         });
     }
 }
@@ -300,7 +370,13 @@ impl Job {
     ) {
         let contract = contracts::lookup(&self.contract);
         let p = match &primary {
-            Some(a) => Side::of(contract, a.status, a.latency, a.body.as_deref()),
+            Some(a) => {
+                let mut side = Side::of(contract, a.status, a.latency, a.body.as_deref());
+                if a.fault.is_some() {
+                    side.fault = a.fault.clone();
+                }
+                side
+            }
             None => Side::default(),
         };
         let (m, mirror_error) = match &mirror {

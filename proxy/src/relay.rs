@@ -397,7 +397,6 @@ impl Relay {
         }
         let response = sent.map_err(relay_fault)?;
         seen.decision.upstream(response.status().as_u16(), elapsed);
-        let tee = mirrored.map(|m| m.answered(response.status(), elapsed));
         let prt = elapsed.as_millis();
         // Per-call success lines are debug: at info they would cost a write per call.
         debug!(
@@ -416,10 +415,12 @@ impl Relay {
         let response = response.map(|body| InFlightBody {
             inner: body,
             _in_flight: in_flight,
-            tee,
         });
-        self.response(response, upstream, correlation_id, prt, filter, seen)
-            .await
+        let answer = self
+            .response(response, upstream, correlation_id, prt, filter, seen)
+            .await;
+        // The mirror compares with what the caller gets, observed as it streams.
+        crate::mirror::observe(mirrored, elapsed, answer)
     }
 
     /// The response phase of a call whose pipeline has response policies.
@@ -807,11 +808,9 @@ fn full(bytes: Bytes) -> ResponseBody {
 struct InFlightBody<B> {
     inner: B,
     _in_flight: Option<InFlight>,
-    /// Copies the body for the route's mirror comparison, when the call is mirrored.
-    tee: Option<crate::mirror::Tee>,
 }
 
-impl<B: Body<Data = Bytes> + Unpin> Body for InFlightBody<B> {
+impl<B: Body + Unpin> Body for InFlightBody<B> {
     type Data = B::Data;
     type Error = B::Error;
 
@@ -819,12 +818,7 @@ impl<B: Body<Data = Bytes> + Unpin> Body for InFlightBody<B> {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<hyper::body::Frame<B::Data>, B::Error>>> {
-        let this = &mut *self;
-        let polled = std::pin::Pin::new(&mut this.inner).poll_frame(cx);
-        if let (Some(tee), std::task::Poll::Ready(frame)) = (&mut this.tee, &polled) {
-            tee.observe(frame, this.inner.is_end_stream());
-        }
-        polled
+        std::pin::Pin::new(&mut self.inner).poll_frame(cx)
     }
 
     fn is_end_stream(&self) -> bool {
