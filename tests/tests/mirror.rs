@@ -1,8 +1,11 @@
 //! Routing variants: a route mirrors its calls to a second upstream. The mirror gets the
-//! request the primary got (marked), the answers are compared into the metrics, a slow
+//! request the primary got (marked), the answers are compared into the metrics and one
+//! `rtp_proxy::mirror` log line, an unreachable mirror is counted as failed, a slow
 //! mirror never slows the primary, and the concurrency cap skips rather than queues.
 
+use std::io::Write;
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -11,6 +14,7 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use rtp_proxy::server::RunningProxy;
 use rtp_proxy_tests::*;
+use serde_json::Value;
 use tokio::net::TcpStream;
 
 const REQUEST: &str = "01_GetCareDocumentation_v2_request.xml";
@@ -238,5 +242,111 @@ async fn calls_over_the_concurrency_cap_are_skipped_and_counted() {
     assert_eq!(mirror_calls(&text, "skipped"), 2, "{text}");
     assert_eq!(mirror_calls(&text, "different"), 1, "{text}");
     assert_eq!(mirror.received().len(), 1, "only one copy under the cap");
+    proxy.shutdown().await;
+}
+
+/// The proxy's `rtp_proxy::mirror` lines in this test binary, as JSON objects.
+fn mirror_log() -> &'static Arc<Mutex<Vec<u8>>> {
+    static LOG: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOG.get_or_init(|| {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let sink = Sink(log.clone());
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("rtp_proxy::mirror=info"))
+            .with_writer(move || sink.clone())
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
+        log
+    })
+}
+
+#[derive(Clone)]
+struct Sink(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut log = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        log.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A GetCareDocumentation 2 answer with these document ids.
+fn care_documentation(ids: &[&str]) -> Vec<u8> {
+    let mut body = String::from(
+        r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body><r:GetCareDocumentationResponse xmlns:r="urn:riv:clinicalprocess:healthcond:description:GetCareDocumentationResponder:2" xmlns:c="urn:riv:clinicalprocess:healthcond:description:2">"#,
+    );
+    for id in ids {
+        body.push_str(&format!(
+            "<r:careDocumentation><c:careDocumentationHeader><c:documentId>{id}</c:documentId></c:careDocumentationHeader></r:careDocumentation>"
+        ));
+    }
+    body.push_str("<r:result><c:resultCode>OK</c:resultCode></r:result></r:GetCareDocumentationResponse></s:Body></s:Envelope>");
+    body.into_bytes()
+}
+
+#[tokio::test]
+async fn each_comparison_is_one_log_line_with_both_sides_and_the_differing_ids() {
+    let log = mirror_log();
+    let mirror =
+        StaticProducer::start(StatusCode::OK, care_documentation(&["only-in-mirror-1"])).await;
+    let (pki, _sim, proxy) = stack(&mirror.url(), "").await;
+    let reply = post_tls(
+        proxy.https_addr.unwrap(),
+        &pki.client(Some("consumer")),
+        Call::soap(sample(REQUEST)).header("x-skltp-correlation-id", "mirror-log-1"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    wait_for(&proxy, "different", 1).await;
+    let text = String::from_utf8_lossy(&log.lock().unwrap()).into_owned();
+    let lines: Vec<Value> = text
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|line| line["fields"]["correlation_id"] == "mirror-log-1")
+        .collect();
+    assert_eq!(lines.len(), 1, "one line per mirrored call: {text}");
+    let line = &lines[0];
+    assert_eq!(line["target"], "rtp_proxy::mirror");
+    let fields = &line["fields"];
+    assert_eq!(fields["verdict"], "different", "{fields}");
+    assert_eq!(fields["route"], "cd");
+    assert_eq!(fields["primary_status"], 200);
+    assert_eq!(fields["mirror_status"], 200);
+    assert_eq!(fields["primary_records"], 2, "the simulator's two records");
+    assert_eq!(fields["mirror_records"], 1);
+    assert!(fields["primary_ms"].is_u64() && fields["mirror_ms"].is_u64());
+    let only_in_mirror: Vec<String> =
+        serde_json::from_str(fields["only_in_mirror"].as_str().unwrap()).unwrap();
+    assert_eq!(only_in_mirror, ["only-in-mirror-1"]);
+    let only_in_primary: Vec<String> =
+        serde_json::from_str(fields["only_in_primary"].as_str().unwrap()).unwrap();
+    assert_eq!(only_in_primary.len(), 2, "{fields}");
+    assert!(
+        !line.to_string().contains(ids::PATIENT),
+        "no patient id in the line: {line}"
+    );
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_unreachable_mirror_is_counted_as_failed_and_the_primary_answers() {
+    let closed = closed_port().await;
+    let (pki, _sim, proxy) = stack(&format!("http://{closed}"), "").await;
+    let reply = post_tls(
+        proxy.https_addr.unwrap(),
+        &pki.client(Some("consumer")),
+        Call::soap(sample(REQUEST)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    let text = wait_for(&proxy, "mirror_failed", 1).await;
+    assert_eq!(mirror_calls(&text, "mirror_failed"), 1, "{text}");
     proxy.shutdown().await;
 }
