@@ -9,7 +9,6 @@
 //! scanner finds. The case format is documented in `plugins/README.md`.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::future::Future;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -74,29 +73,9 @@ impl Summary {
     }
 }
 
-/// A case file that is not a valid case, located like the config's errors.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub struct CaseError {
-    pub file: PathBuf,
-    /// 1-based line, when known.
-    pub line: Option<usize>,
-    /// The key, when known.
-    pub key: Option<String>,
-    pub message: String,
-}
-
-impl fmt::Display for CaseError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file.display())?;
-        if let Some(line) = self.line {
-            write!(f, ":{line}")?;
-        }
-        if let Some(key) = &self.key {
-            write!(f, ": key `{key}`")?;
-        }
-        write!(f, ": {}", self.message)
-    }
-}
+/// A case file that is not a valid case: located (file, line, key) like the config's
+/// errors, and printed the same way.
+pub use crate::config::ConfigError as CaseError;
 
 /// Runs every case against the policy, writing `PASS`/`FAIL`/`ERROR` lines, the
 /// differences of failed cases and a summary to `out`. An error is returned only when

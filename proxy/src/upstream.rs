@@ -7,6 +7,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use http::header::HeaderValue;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, Method, Request, Response, Uri};
 use http_body::{Body, Frame, SizeHint};
@@ -151,6 +152,29 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+/// Request headers for a RIV-TA call the proxy makes on its own behalf (block lookups,
+/// access-log delivery): SOAP 1.1 content type, the operation's SOAPAction, a fresh
+/// correlation id, and `x-vp-sender-id` for a plain-HTTP upstream that reads it.
+pub fn service_call_headers(upstream: &Upstream, soap_action: &'static str) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/xml; charset=UTF-8"),
+    );
+    headers.insert("soapaction", HeaderValue::from_static(soap_action));
+    if let Ok(id) = HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()) {
+        headers.insert(crate::headers::CORRELATION_ID, id);
+    }
+    if let Some(sender) = upstream
+        .vp_sender_id
+        .as_deref()
+        .and_then(|s| HeaderValue::from_str(s).ok())
+    {
+        headers.insert(crate::headers::VP_SENDER_ID, sender);
+    }
+    headers
 }
 
 /// A streamed response body that fails if the upstream pauses longer than `idle`,

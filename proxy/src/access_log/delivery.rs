@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, StatusCode, Uri};
+use http::{HeaderMap, StatusCode, Uri};
 use http_body_util::{BodyExt, Limited};
 use quick_xml::escape::escape;
 use quick_xml::events::Event;
@@ -293,24 +293,7 @@ impl DeliveryTask {
     }
 
     fn headers(&self) -> HeaderMap {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static("text/xml; charset=UTF-8"),
-        );
-        headers.insert("soapaction", HeaderValue::from_static(SOAP_ACTION));
-        if let Ok(id) = HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()) {
-            headers.insert(crate::headers::CORRELATION_ID, id);
-        }
-        if let Some(sender) = self
-            .upstream
-            .vp_sender_id
-            .as_deref()
-            .and_then(|s| HeaderValue::from_str(s).ok())
-        {
-            headers.insert(crate::headers::VP_SENDER_ID, sender);
-        }
-        headers
+        crate::upstream::service_call_headers(&self.upstream, SOAP_ACTION)
     }
 }
 
