@@ -60,8 +60,10 @@ async fn the_demo_serves_the_printed_call_and_stops_on_sigterm() {
         .spawn()
         .expect("start the demo");
 
-    // Bounded wait for the proxy's mutual-TLS port.
-    let deadline = Instant::now() + Duration::from_secs(20);
+    // Bounded wait for the proxy's mutual-TLS port. Generous: on a fresh checkout the
+    // debug build compiles the four policy components before it listens (an unoptimised
+    // wasmtime takes tens of seconds for them; later starts take them from the cache).
+    let deadline = Instant::now() + Duration::from_secs(300);
     while tokio::net::TcpStream::connect("127.0.0.1:8443")
         .await
         .is_err()
