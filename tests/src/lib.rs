@@ -636,3 +636,38 @@ pub async fn spawn_proxy(config: &Path, port: u16) -> std::process::Child {
     }
     child
 }
+
+/// Captures the process's tracing output as JSON lines in a shared buffer, for tests
+/// that check log lines. One global subscriber per test binary: the filter of the
+/// first call holds for the binary (`EnvFilter` syntax, e.g. `rtp_proxy::mirror=info`).
+pub fn capture_logs(filter: &str) -> &'static Arc<Mutex<Vec<u8>>> {
+    static BUFFER: std::sync::OnceLock<Arc<Mutex<Vec<u8>>>> = std::sync::OnceLock::new();
+    BUFFER.get_or_init(|| {
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        let writer = LogCapture(buffer.clone());
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::set_global_default(subscriber)
+            .expect("one subscriber per test binary");
+        buffer
+    })
+}
+
+#[derive(Clone)]
+struct LogCapture(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogCapture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}

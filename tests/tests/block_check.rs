@@ -75,12 +75,10 @@ struct Env {
     _journal: tempfile::TempDir,
 }
 
-async fn start() -> Env {
-    let pki = Pki::generate();
-    let sim = start_sim(&sim_toml(&pki, &sim_extra())).await;
-    let url = format!("https://127.0.0.1:{}", sim.https_addr().unwrap().port());
-    let journal = tempfile::tempdir().unwrap();
-    let sections = format!(
+/// The proxy's block service, access log (journal in `journal`, delivered to the
+/// simulator) and the block-check route, as every test here runs them.
+fn proxy_sections(journal: &std::path::Path) -> String {
+    format!(
         r#"
 [blocks]
 upstream = "ntjp"
@@ -90,6 +88,7 @@ dir = "{journal}"
 upstream = "ntjp"
 system_id = "{proxy}"
 retry_initial_ms = 50
+retry_max_ms = 200
 
 [[route]]
 name = "records"
@@ -98,11 +97,19 @@ name = "records"
 file = "{wasm}"
 settings = {{ trusted_actor_assertors = ["{consumer}"] }}
 "#,
-        journal = journal.path().display(),
+        journal = journal.display(),
         proxy = ids::PROXY,
         wasm = shipped_policy_wasm("block-check").display(),
         consumer = ids::CONSUMER,
-    );
+    )
+}
+
+async fn start() -> Env {
+    let pki = Pki::generate();
+    let sim = start_sim(&sim_toml(&pki, &sim_extra())).await;
+    let url = format!("https://127.0.0.1:{}", sim.https_addr().unwrap().port());
+    let journal = tempfile::tempdir().unwrap();
+    let sections = proxy_sections(journal.path());
     let proxy = start_proxy(&proxy_toml(&pki, &url, &sections)).await;
     Env {
         pki,
@@ -238,30 +245,7 @@ async fn every_released_response_has_its_access_log_entry_after_a_sigkill() {
     let url = format!("https://127.0.0.1:{}", sim.https_addr().unwrap().port());
     let journal = tempfile::tempdir().unwrap();
     let port = free_port().await;
-    let sections = format!(
-        r#"
-[blocks]
-upstream = "ntjp"
-
-[access_log]
-dir = "{journal}"
-upstream = "ntjp"
-system_id = "{proxy}"
-retry_initial_ms = 50
-retry_max_ms = 200
-
-[[route]]
-name = "records"
-
-[[route.policy]]
-file = "{wasm}"
-settings = {{ trusted_actor_assertors = ["{consumer}"] }}
-"#,
-        journal = journal.path().display(),
-        proxy = ids::PROXY,
-        wasm = shipped_policy_wasm("block-check").display(),
-        consumer = ids::CONSUMER,
-    );
+    let sections = proxy_sections(journal.path());
     let text = proxy_toml(&pki, &url, &sections).replacen(
         "listen = \"127.0.0.1:0\"",
         &format!("listen = \"127.0.0.1:{port}\""),

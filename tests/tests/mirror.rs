@@ -3,9 +3,8 @@
 //! `rtp_proxy::mirror` log line, an unreachable mirror is counted as failed, a slow
 //! mirror never slows the primary, and the concurrency cap skips rather than queues.
 
-use std::io::Write;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -247,32 +246,7 @@ async fn calls_over_the_concurrency_cap_are_skipped_and_counted() {
 
 /// The proxy's `rtp_proxy::mirror` lines in this test binary, as JSON objects.
 fn mirror_log() -> &'static Arc<Mutex<Vec<u8>>> {
-    static LOG: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOG.get_or_init(|| {
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let sink = Sink(log.clone());
-        let subscriber = tracing_subscriber::fmt()
-            .json()
-            .with_env_filter(tracing_subscriber::EnvFilter::new("rtp_proxy::mirror=info"))
-            .with_writer(move || sink.clone())
-            .finish();
-        tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
-        log
-    })
-}
-
-#[derive(Clone)]
-struct Sink(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Sink {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let mut log = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        log.extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
+    capture_logs("rtp_proxy::mirror=info")
 }
 
 /// A GetCareDocumentation 2 answer with these document ids.
