@@ -71,6 +71,8 @@ pub struct Reloader {
     /// What only a restart can change, as first loaded.
     restart_only: String,
     config_reloads: AtomicU64,
+    /// Reload checks run, whether or not anything changed.
+    checks: AtomicU64,
     last_config_error: Mutex<Option<String>>,
     metrics: Arc<Metrics>,
     /// One check at a time: a burst of triggers never loads a version twice.
@@ -109,6 +111,7 @@ impl Reloader {
             config_hash: Mutex::new(config_hash),
             restart_only: restart_only(config),
             config_reloads: AtomicU64::new(0),
+            checks: AtomicU64::new(0),
             last_config_error: Mutex::new(None),
             metrics,
             running: tokio::sync::Mutex::new(()),
@@ -141,6 +144,12 @@ impl Reloader {
         self.config_reloads.load(Ordering::Relaxed)
     }
 
+    /// How many reload checks have run (file events, SIGHUP, `POST /reload`),
+    /// including those that found nothing changed.
+    pub fn check_count(&self) -> u64 {
+        self.checks.load(Ordering::Relaxed)
+    }
+
     /// The error of the last config reload attempt, if it failed.
     pub fn last_config_error(&self) -> Option<String> {
         self.last_config_error.lock().ok().and_then(|e| e.clone())
@@ -150,6 +159,7 @@ impl Reloader {
     /// changed.
     pub async fn reload(&self) -> ReloadReport {
         let _one_at_a_time = self.running.lock().await;
+        self.checks.fetch_add(1, Ordering::Relaxed);
         let config = self.reload_config().await;
         let (policies, slots) = match (&config, self.policies()) {
             (ConfigOutcome::Reloaded, _) | (_, None) => (Vec::new(), Vec::new()),
@@ -244,7 +254,9 @@ impl Reloader {
     pub fn watch(self: &Arc<Self>, debounce: Duration) -> Result<(), notify::Error> {
         let (tx, mut rx) = mpsc::unbounded_channel::<()>();
         let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            if event.is_ok() {
+            // Opening or reading a file is no change. Reacting to it would loop: every
+            // check reads the config and policy files, and those reads are events too.
+            if event.is_ok_and(|event| !event.kind.is_access()) {
                 let _ = tx.send(());
             }
         })?;

@@ -266,3 +266,34 @@ async fn a_changed_config_file_is_reloaded_and_a_broken_one_keeps_the_running_co
     proxy.shutdown().await;
     sim.shutdown().await;
 }
+
+/// A reload check reads the config and the policy files; those reads must not count as
+/// changes, or the watch would run checks in a loop, hashing every file ten times a
+/// second on an idle proxy.
+#[tokio::test]
+async fn the_watch_runs_one_check_per_change_and_none_while_idle() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("policy.wasm");
+    std::fs::copy(test_policy_builds().0, &file).unwrap();
+    let stack = Stack::start(&route(&file)).await;
+    let reloader = stack.proxy.reloader();
+    let quiet = Duration::from_millis(1500);
+
+    tokio::time::sleep(quiet).await;
+    assert_eq!(reloader.check_count(), 0, "checks ran with no file changed");
+
+    // Same content written again: one check, which finds nothing to load.
+    std::fs::write(&file, std::fs::read(&file).unwrap()).unwrap();
+    assert!(
+        eventually(Duration::from_secs(20), || reloader.check_count() >= 1).await,
+        "the write was not noticed"
+    );
+    let after_change = reloader.check_count();
+    tokio::time::sleep(quiet).await;
+    assert_eq!(
+        reloader.check_count(),
+        after_change,
+        "the check's own reads triggered more checks"
+    );
+    assert_eq!(reloader.policies().unwrap().slots()[0].reload_count(), 0);
+}
