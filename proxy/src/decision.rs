@@ -152,7 +152,10 @@ impl DecisionLog {
 
     /// The decision of a new call; an inert one when the log is off.
     pub fn start(&self, correlation_id: &str) -> Decision {
-        if !self.enabled {
+        // Filtered out by the subscriber (e.g. RUST_LOG=warn): the line would be built and
+        // thrown away, so record nothing.
+        if !self.enabled || !tracing::enabled!(target: "rtp_proxy::decision", tracing::Level::INFO)
+        {
             return Decision::default();
         }
         Decision(Some(Arc::new(Shared {
@@ -399,13 +402,40 @@ mod tests {
         assert!(!a.contains("191212121212"));
     }
 
-    #[test]
-    fn response_batches_of_one_policy_merge() {
-        let log = DecisionLog {
+    fn enabled_log() -> DecisionLog {
+        DecisionLog {
             enabled: true,
             masking: Masking::Drop,
-        };
-        let decision = log.start("c");
+        }
+    }
+
+    /// Runs `f` with a subscriber that lets INFO lines through.
+    fn with_info_subscriber<T>(f: impl FnOnce() -> T) -> T {
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(std::io::sink)
+            .finish();
+        tracing::subscriber::with_default(subscriber, f)
+    }
+
+    #[test]
+    fn nothing_is_recorded_when_the_subscriber_filters_the_line_out() {
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::WARN)
+            .with_writer(std::io::sink)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            assert!(enabled_log().start("c").0.is_none());
+        });
+        assert!(with_info_subscriber(|| enabled_log()
+            .start("c")
+            .0
+            .is_some()));
+    }
+
+    #[test]
+    fn response_batches_of_one_policy_merge() {
+        let decision = with_info_subscriber(|| enabled_log().start("c"));
         let mut first = PolicyTrace::new("p", "response", "keep", Duration::from_micros(5), false);
         first.dropped = 0;
         let mut second = PolicyTrace::new("p", "response", "drop", Duration::from_micros(7), false);
