@@ -273,7 +273,9 @@ impl Decision {
         });
     }
 
-    /// How the call ended, with the fault code when it was a fault.
+    /// How the call ended, with the fault code when it was a fault. An abort already
+    /// recorded stays: the response filter runs in a task of its own and can break the
+    /// body off before the relay gets here with the answer's head.
     pub fn outcome(&self, outcome: Outcome, code: &str) {
         let outcome = match outcome {
             Outcome::Relayed => "relayed",
@@ -281,6 +283,9 @@ impl Decision {
             Outcome::Fault => "fault",
         };
         self.with(|r, _| {
+            if r.outcome == Some("aborted") {
+                return;
+            }
             r.outcome = Some(outcome);
             r.code = Some(code.to_owned()).filter(|c| !c.is_empty());
         });
@@ -431,6 +436,25 @@ mod tests {
             .start("c")
             .0
             .is_some()));
+    }
+
+    #[test]
+    fn an_abort_is_kept_whichever_comes_first() {
+        let record = |decision: &Decision| {
+            let record = decision.0.as_ref().unwrap().record.lock().unwrap();
+            (record.outcome, record.code.clone())
+        };
+        let aborted = (Some("aborted"), Some("VP009".to_owned()));
+        // The filter broke the body off before the relay recorded the answer's head.
+        let decision = with_info_subscriber(|| enabled_log().start("c"));
+        decision.aborted("VP009");
+        decision.outcome(Outcome::Relayed, "");
+        assert_eq!(record(&decision), aborted);
+        // And after it.
+        let decision = with_info_subscriber(|| enabled_log().start("c"));
+        decision.outcome(Outcome::Relayed, "");
+        decision.aborted("VP009");
+        assert_eq!(record(&decision), aborted);
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! The decision log and dry-run policies, end to end: one `rtp_proxy::decision` line per
 //! call with the call's identity, each policy's verdict and time, the upstream's answer
 //! and the outcome; the patient id only masked (or not at all); a dry-run policy's
-//! reject and drops logged and counted but not enforced.
+//! reject and drops logged and counted but not enforced; a producer's fault passed
+//! through logged as `upstream_fault`, and an answer broken off after its first batch
+//! as `aborted`, each with its code.
 //!
 //! The log is captured by a JSON subscriber installed once for this test binary (the
 //! proxy's tasks run on other threads, so a per-thread subscriber would miss them);
@@ -18,6 +20,7 @@ use hyper_util::rt::TokioIo;
 use rtp_proxy::contracts;
 use rtp_proxy::decision::masked_patient_id;
 use rtp_proxy::response::scan::scan_document;
+use rtp_proxy::server::RunningProxy;
 use rtp_proxy_tests::*;
 use serde_json::Value;
 use tokio::net::TcpStream;
@@ -337,4 +340,200 @@ async fn dry_run_edits_are_not_applied_and_a_dry_run_failure_never_refuses() {
     let traced = policies(&lines[0]);
     assert_eq!(traced[0]["verdict"], "failed");
     assert_eq!(traced[0]["dry_run"], true);
+}
+
+/// A producer's SOAP fault as NTjP sends one: the code token first in `faultstring`.
+const PRODUCER_FAULT: &str = r#"<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Body><soapenv:Fault><faultcode>soapenv:Server</faultcode><faultstring>VP007 [producer] Authorization missing</faultstring></soapenv:Fault></soapenv:Body></soapenv:Envelope>"#;
+
+/// Sample 01 to a proxy of its own (in front of a [`StaticProducer`]).
+async fn call_proxy(proxy: &RunningProxy, pki: &Pki, correlation_id: &str) -> Reply {
+    post_tls(
+        proxy.https_addr.unwrap(),
+        &pki.client(Some("consumer")),
+        Call::soap(sample(REQUEST)).header("x-skltp-correlation-id", correlation_id),
+    )
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_producer_fault_passed_through_is_logged_as_upstream_fault_with_its_code() {
+    captured();
+    let pki = Pki::generate();
+    let producer =
+        StaticProducer::start(StatusCode::INTERNAL_SERVER_ERROR, PRODUCER_FAULT.into()).await;
+    let route = "\n[[route]]\nname = \"faulting\"\n";
+    let proxy = start_proxy(&proxy_toml(&pki, &producer.url(), route)).await;
+    let reply = call_proxy(&proxy, &pki, "dl-upstream-fault").await;
+    assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(
+        reply.text(),
+        PRODUCER_FAULT,
+        "the producer's fault passes unchanged"
+    );
+
+    let lines = decisions("dl-upstream-fault").await;
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let fields = &lines[0]["fields"];
+    assert_eq!(fields["outcome"], "upstream_fault", "{fields}");
+    assert_eq!(fields["code"], "VP007", "{fields}");
+    assert_eq!(fields["upstream_status"], 500, "{fields}");
+    assert_eq!(fields["route"], "faulting");
+    assert!(fields["upstream_us"].is_u64(), "{fields}");
+    proxy.shutdown().await;
+
+    // A fault whose faultstring does not start with a code token: logged as `other`,
+    // never the producer's prose.
+    let prose = PRODUCER_FAULT.replace("VP007 [producer] Authorization missing", "It broke");
+    let producer = StaticProducer::start(StatusCode::INTERNAL_SERVER_ERROR, prose.into()).await;
+    let proxy = start_proxy(&proxy_toml(&pki, &producer.url(), route)).await;
+    let reply = call_proxy(&proxy, &pki, "dl-upstream-fault-prose").await;
+    assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
+    let lines = decisions("dl-upstream-fault-prose").await;
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["fields"]["outcome"], "upstream_fault");
+    assert_eq!(lines[0]["fields"]["code"], "other");
+    proxy.shutdown().await;
+}
+
+/// A CD2 answer with `n` records of about 600 bytes each; records from `owned_from` on
+/// name their care unit and care provider, those before it do not.
+fn answer(n: usize, owned_from: usize) -> Vec<u8> {
+    let mut body = String::from(
+        r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Header/><s:Body><r:GetCareDocumentationResponse xmlns:r="urn:riv:clinicalprocess:healthcond:description:GetCareDocumentationResponder:2" xmlns:c="urn:riv:clinicalprocess:healthcond:description:2">"#,
+    );
+    for i in 0..n {
+        let owner = if i >= owned_from {
+            format!("<c:healthcareProfessionalCareUnitHSAId>SE2321000016-VE{i:02}</c:healthcareProfessionalCareUnitHSAId><c:healthcareProfessionalCareGiverHSAId>SE2321000016-VG{i:02}</c:healthcareProfessionalCareGiverHSAId>")
+        } else {
+            String::new()
+        };
+        body.push_str(&format!(
+            "\n<r:careDocumentation><c:careDocumentationHeader><c:documentId>doc-{i}</c:documentId><c:sourceSystemHSAid>SYS</c:sourceSystemHSAid><c:documentTime>20240101120000</c:documentTime><c:accountableHealthcareProfessional><c:authorTime>20240101120000</c:authorTime>{owner}</c:accountableHealthcareProfessional><c:approvedForPatient>true</c:approvedForPatient></c:careDocumentationHeader><c:careDocumentationBody><c:clinicalDocumentNote><c:clinicalDocumentNoteText>note {i}, with some length to it so that a batch holds about two records of this answer</c:clinicalDocumentNoteText></c:clinicalDocumentNote></c:careDocumentationBody></r:careDocumentation>"
+        ));
+    }
+    body.push_str("\n<r:result><c:resultCode>OK</c:resultCode></r:result></r:GetCareDocumentationResponse></s:Body></s:Envelope>");
+    body.into_bytes()
+}
+
+/// Batches of about two records: the response phase decides an answer in several steps.
+fn small_batches(config: String) -> String {
+    config.replace(
+        "deadline_ms = 50",
+        "deadline_ms = 50\nresponse_batch_bytes = 1200",
+    )
+}
+
+/// Whether the consumer got a broken answer: the body failed, or what came is cut short.
+fn broken(reply: &anyhow::Result<Reply>) -> bool {
+    match reply {
+        Err(_) => true,
+        Ok(reply) => !reply.text().trim_end().ends_with("</s:Envelope>"),
+    }
+}
+
+#[tokio::test]
+async fn a_response_policy_fault_on_a_later_batch_is_logged_as_aborted_with_its_code() {
+    captured();
+    let pki = Pki::generate();
+    // The first records name no owner, so the block check needs no blocks for the first
+    // batch, which is released; a later batch holds owned records, the block service is
+    // down, and block-check replaces the answer with RTP112: too late, the body is cut.
+    let producer = StaticProducer::start(StatusCode::OK, answer(12, 6)).await;
+    let down = closed_port().await;
+    let journal = tempfile::tempdir().unwrap();
+    let sections = format!(
+        r#"
+[[upstream]]
+name = "blocks-down"
+url = "http://{down}"
+
+[blocks]
+upstream = "blocks-down"
+timeout_ms = 1000
+
+[access_log]
+dir = "{journal}"
+system_id = "{proxy}"
+
+[[route]]
+name = "records"
+
+[[route.policy]]
+file = "{wasm}"
+settings = {{ trusted_actor_assertors = ["{consumer}"] }}
+"#,
+        journal = journal.path().display(),
+        proxy = ids::PROXY,
+        wasm = shipped_policy_wasm("block-check").display(),
+        consumer = ids::CONSUMER,
+    );
+    let proxy = start_proxy(&small_batches(proxy_toml(&pki, &producer.url(), &sections))).await;
+    let reply = post_tls(
+        proxy.https_addr.unwrap(),
+        &pki.client(Some("consumer")),
+        Call::soap(sample(REQUEST))
+            .header("x-skltp-correlation-id", "dl-aborted-policy")
+            .header("x-rtp-actor-employee-hsaid", "SE2321000016-E001")
+            .header("x-rtp-actor-careunit-hsaid", "SE2321000016-VE01")
+            .header("x-rtp-actor-careprovider-hsaid", "SE2321000016-VG01")
+            .header("x-rtp-actor-emergency", "false"),
+    )
+    .await;
+    if let Ok(reply) = &reply {
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    }
+    assert!(broken(&reply), "the answer is cut off: {reply:?}");
+
+    let lines = decisions("dl-aborted-policy").await;
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let fields = &lines[0]["fields"];
+    assert_eq!(fields["outcome"], "aborted", "{fields}");
+    assert_eq!(fields["code"], "RTP112", "{fields}");
+    assert_eq!(fields["upstream_status"], 200, "{fields}");
+    let traced = policies(&lines[0]);
+    let response = traced
+        .iter()
+        .find(|p| p["phase"] == "response")
+        .expect("response verdict");
+    assert_eq!(response["name"], "block-check");
+    assert_eq!(response["verdict"], "replace", "{traced:?}");
+    // The unowned records of the first batches went before the fault.
+    assert!(response["dropped"].as_u64().unwrap_or(0) >= 1, "{traced:?}");
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_answer_broken_off_after_its_first_batch_is_logged_as_aborted_not_relayed() {
+    captured();
+    let pki = Pki::generate();
+    // Well-formed for its first batches, then cut: the filter fails after the status
+    // and the first records went out, however fast it gets there.
+    let mut body = answer(8, 0);
+    body.truncate(body.len() - 40);
+    let producer = StaticProducer::start(StatusCode::OK, body).await;
+    let proxy = start_proxy(&small_batches(proxy_toml(
+        &pki,
+        &producer.url(),
+        &route_with_test_policy("drop-even-records", "fail-closed"),
+    )))
+    .await;
+    for attempt in 0..5 {
+        let correlation_id = format!("dl-aborted-unreadable-{attempt}");
+        let reply = post_tls(
+            proxy.https_addr.unwrap(),
+            &pki.client(Some("consumer")),
+            Call::soap(sample(REQUEST)).header("x-skltp-correlation-id", correlation_id.clone()),
+        )
+        .await;
+        assert!(broken(&reply), "the answer is cut off: {reply:?}");
+        let lines = decisions(&correlation_id).await;
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        let fields = &lines[0]["fields"];
+        assert_eq!(fields["outcome"], "aborted", "{fields}");
+        assert_eq!(fields["code"], "VP009", "{fields}");
+        assert_eq!(fields["upstream_status"], 200, "{fields}");
+        assert_eq!(policies(&lines[0])[1]["verdict"], "drop");
+    }
+    proxy.shutdown().await;
 }
