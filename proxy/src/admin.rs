@@ -7,8 +7,8 @@
 //!   frequent probes do not each open one); else 503 with the reasons as JSON.
 //! - `GET /metrics`: the Prometheus text format (`crate::metrics`).
 //! - `GET /policies`: every loaded policy (route, position, name, version, file, content
-//!   hash, load time, reloads, last load error, failures in a row) and the config's
-//!   reload state, as JSON.
+//!   hash, load time, failure mode, dry run, reloads, last load error, failures in a row)
+//!   and the config's reload state, as JSON.
 //! - `POST /reload`: the same check as SIGHUP and the file watch; answers the report.
 //!
 //! Other paths get 404, a known path with another method 405.
@@ -190,6 +190,7 @@ impl Admin {
                             "content_hash": policy.content_hash,
                             "loaded_at": rfc3339(policy.loaded_at),
                             "failure_mode": failure_mode(policy.failure_mode),
+                            "dry_run": slot.dry_run(),
                             "reload_count": slot.reload_count(),
                             "last_error": slot.last_error(),
                             "consecutive_failures": policy.consecutive_failures(),

@@ -1,6 +1,7 @@
 //! The admin listener: health and readiness, Prometheus metrics after real calls (parsed,
-//! not grepped), the loaded policies before and after good and bad reloads, the reload
-//! trigger's report, the loopback rule, and no personal data in any metric label.
+//! not grepped), the loaded policies before and after good and bad reloads (and which of
+//! them run in dry-run), the reload trigger's report, the loopback rule, and no personal
+//! data in any metric label.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -698,5 +699,88 @@ async fn a_non_loopback_admin_address_is_refused_unless_allowed() {
     ))
     .await;
     assert_eq!(proxy.admin_addr, None);
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn policies_show_which_entries_run_in_dry_run_and_follow_a_config_reload() {
+    let pki = Pki::generate();
+    let sim = start_sim(&sim_toml(&pki, "")).await;
+    let url = format!("https://127.0.0.1:{}", sim.https_addr().unwrap().port());
+    // Two entries, as config/README.md suggests for trying a new version: the one in
+    // force lets calls through, the dry-run one would refuse them.
+    let enforced = pki.dir.path().join("enforced.wasm");
+    let trial = pki.dir.path().join("trial.wasm");
+    std::fs::copy(test_policy_wasm(), &enforced).unwrap();
+    std::fs::copy(test_policy_wasm(), &trial).unwrap();
+    let route = |trial_dry_run: bool| {
+        format!(
+            r#"{ADMIN}
+[[route]]
+name = "trying"
+
+[[route.policy]]
+file = "{enforced}"
+settings = {{ behaviour = "allow", version = "v1" }}
+
+[[route.policy]]
+file = "{trial}"
+dry_run = {trial_dry_run}
+settings = {{ behaviour = "reject", version = "v2" }}
+"#,
+            enforced = enforced.display(),
+            trial = trial.display(),
+        )
+    };
+    // No file watch: the config reload happens when the test asks for it.
+    let config_text = |trial_dry_run| {
+        proxy_toml(&pki, &url, &route(trial_dry_run))
+            .replace("deadline_ms = 50", "deadline_ms = 50\nwatch = false")
+    };
+    let config_file = pki.dir.path().join("rtp-proxy.toml");
+    std::fs::write(&config_file, config_text(true)).unwrap();
+    let proxy = rtp_proxy::server::start(&Config::load(&config_file).unwrap())
+        .await
+        .unwrap();
+    let addr = proxy.admin_addr.unwrap();
+    let tls = pki.client(Some("consumer"));
+    let https = proxy.https_addr.unwrap();
+
+    let state = get_json(addr, "/policies").await;
+    let policies = state["policies"].as_array().expect("policies");
+    assert_eq!(policies.len(), 2, "{state}");
+    let dry_run = |entry: &Value| {
+        entry["dry_run"]
+            .as_bool()
+            .unwrap_or_else(|| panic!("dry_run is a bool: {entry}"))
+    };
+    assert_eq!(policies[0]["file"], enforced.display().to_string());
+    assert!(!dry_run(&policies[0]), "{state}");
+    assert_eq!(policies[1]["file"], trial.display().to_string());
+    assert!(dry_run(&policies[1]), "{state}");
+    // What /policies says is what runs: the dry-run reject refuses nothing.
+    let reply = post_tls(https, &tls, Call::soap(sample(REQUEST)))
+        .await
+        .unwrap();
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+
+    // The trial is put in force by the config.
+    std::fs::write(&config_file, config_text(false)).unwrap();
+    let report = post_reload(addr).await;
+    assert_eq!(report["config"]["outcome"], "reloaded", "{report}");
+    let state = get_json(addr, "/policies").await;
+    let policies = state["policies"].as_array().expect("policies");
+    assert_eq!(policies.len(), 2, "{state}");
+    assert!(!dry_run(&policies[0]), "{state}");
+    assert!(!dry_run(&policies[1]), "now enforced: {state}");
+    let reply = post_tls(https, &tls, Call::soap(sample(REQUEST)))
+        .await
+        .unwrap();
+    assert_eq!(
+        reply.fault_code().as_deref(),
+        Some("RTP199"),
+        "{}",
+        reply.text()
+    );
     proxy.shutdown().await;
 }
