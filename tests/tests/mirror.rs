@@ -1,7 +1,8 @@
 //! Routing variants: a route mirrors its calls to a second upstream. The mirror gets the
 //! request the primary got (marked), the answers are compared into the metrics and one
 //! `rtp_proxy::mirror` log line, an unreachable mirror is counted as failed, a slow
-//! mirror never slows the primary, and the concurrency cap skips rather than queues.
+//! mirror never slows the primary, the concurrency cap skips rather than queues, and
+//! `sample_rate` copies no call at 0 and about its share of them otherwise.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -322,5 +323,95 @@ async fn an_unreachable_mirror_is_counted_as_failed_and_the_primary_answers() {
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
     let text = wait_for(&proxy, "mirror_failed", 1).await;
     assert_eq!(mirror_calls(&text, "mirror_failed"), 1, "{text}");
+    proxy.shutdown().await;
+}
+
+/// Sends `n` calls one after the other; every one must be answered by the primary.
+async fn answered_calls(proxy: &RunningProxy, pki: &Pki, n: usize) {
+    let consumer = pki.client(Some("consumer"));
+    for i in 0..n {
+        let reply = post_tls(
+            proxy.https_addr.unwrap(),
+            &consumer,
+            Call::soap(sample(REQUEST)),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("call {i}: {e}"));
+        assert_eq!(reply.status, StatusCode::OK, "call {i}: {}", reply.text());
+    }
+}
+
+/// Waits (at most 10 s) until every copy the mirror received has its comparison counted
+/// and nothing changed for half a second; returns the metrics text.
+async fn settled(proxy: &RunningProxy, mirror: &StaticProducer) -> String {
+    let addr = proxy.admin_addr.expect("admin listener");
+    let counted = |text: &str| {
+        ["same", "different", "mirror_failed"]
+            .iter()
+            .map(|result| mirror_calls(text, result))
+            .sum::<u64>()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut last = None;
+    loop {
+        let text = metrics(addr).await;
+        let now = (counted(&text), mirror.received().len() as u64);
+        if (now.0 == now.1 && last == Some(now)) || Instant::now() > deadline {
+            return text;
+        }
+        last = Some(now);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[tokio::test]
+async fn sample_rate_zero_mirrors_nothing_and_a_fraction_mirrors_about_that_share() {
+    // Nothing sampled: every call answered, none copied, none counted.
+    let nothing = StaticProducer::start(StatusCode::OK, b"<x/>".to_vec()).await;
+    let (pki, sim, proxy) = stack(&nothing.url(), "sample_rate = 0.0\nmax_concurrent = 1000").await;
+    answered_calls(&proxy, &pki, 40).await;
+    let text = settled(&proxy, &nothing).await;
+    assert_eq!(nothing.received().len(), 0, "no copy with sample_rate = 0");
+    assert!(
+        !text.contains("rtp_mirror_calls_total{route=\"cd\""),
+        "calls left out by sampling are not counted: {text}"
+    );
+    assert_eq!(sim.calls().len(), 40, "every call reached the primary");
+    proxy.shutdown().await;
+
+    // A quarter: N calls, the mirror's count within 6 binomial standard deviations of
+    // N/4 (sqrt(N p (1-p)) = 6.1 for N = 200), so the bound holds for random sampling
+    // too; the implementation spreads the share evenly and lands on 50.
+    const N: usize = 200;
+    const RATE: f64 = 0.25;
+    let sigma = (N as f64 * RATE * (1.0 - RATE)).sqrt();
+    let low = (N as f64 * RATE - 6.0 * sigma).ceil() as usize;
+    let high = (N as f64 * RATE + 6.0 * sigma).floor() as usize;
+    let quarter = StaticProducer::start(StatusCode::OK, b"<x/>".to_vec()).await;
+    // A cap no sequence of calls reaches: no copy is skipped.
+    let proxy = proxy_with(
+        &pki,
+        &sim_url(&sim),
+        &quarter.url(),
+        &format!("sample_rate = {RATE}\nmax_concurrent = 1000"),
+    )
+    .await;
+    answered_calls(&proxy, &pki, N).await;
+    let text = settled(&proxy, &quarter).await;
+    let copies = quarter.received().len();
+    assert!(
+        (low..=high).contains(&copies),
+        "{copies} of {N} calls mirrored at rate {RATE}, expected {low}..={high}"
+    );
+    for (headers, _) in quarter.received() {
+        assert_eq!(
+            headers.get("x-rtp-mirror").map(|v| v.as_bytes()),
+            Some(&b"1"[..])
+        );
+    }
+    // Each copy compared once (the mirror answers differently from the primary).
+    assert_eq!(mirror_calls(&text, "different"), copies as u64, "{text}");
+    assert_eq!(mirror_calls(&text, "skipped"), 0, "{text}");
+    assert_eq!(sim.calls().len(), 40 + N, "every call reached the primary");
     proxy.shutdown().await;
 }
