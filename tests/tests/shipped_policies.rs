@@ -517,6 +517,51 @@ mod caller_filter {
         .await
     }
 
+    /// With rules only, the policy asks for no response phase: answers pass unscanned,
+    /// byte for byte with their length, and the policy is never called on them.
+    #[tokio::test]
+    async fn rules_only_needs_no_response_phase_and_answers_pass_unscanned() {
+        let mut rules_only = settings();
+        rules_only
+            .as_object_mut()
+            .unwrap()
+            .remove("care_unit_restrictions");
+        let stack = start(
+            &owned_records(),
+            &route(&[policy("caller-filter", rules_only)]),
+        )
+        .await;
+        let slots = stack.proxy.reloader().policies().unwrap().slots().to_vec();
+        assert!(slots[0].current().wants_request);
+        assert!(!slots[0].current().wants_response);
+        let reply = send(&stack, "consumer", soap(text(CD2_REQUEST))).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+        assert_eq!(record_ids(CD2, &reply).len(), 4, "nothing is dropped");
+        assert_eq!(
+            reply
+                .headers
+                .get(http::header::CONTENT_LENGTH)
+                .map(|v| v.to_str().unwrap().to_owned()),
+            Some(reply.body.len().to_string()),
+            "an unscanned answer keeps its length (a filtered one goes out chunked)"
+        );
+
+        // With a restriction the same policy takes the response phase.
+        let restricted = start(
+            &owned_records(),
+            &route(&[policy("caller-filter", settings())]),
+        )
+        .await;
+        let slots = restricted
+            .proxy
+            .reloader()
+            .policies()
+            .unwrap()
+            .slots()
+            .to_vec();
+        assert!(slots[0].current().wants_response);
+    }
+
     #[tokio::test]
     async fn an_allow_rule_with_hsa_id_prefix_and_namespace_wildcards_lets_calls_through() {
         let stack = stack().await;

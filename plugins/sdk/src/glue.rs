@@ -203,7 +203,14 @@ macro_rules! __export_glue {
 
         impl $crate::glue::bindings::Guest for __RtpPolicyComponent {
             fn describe() -> $crate::glue::WitMetadata {
-                $crate::glue::metadata_to_wit(<$policy as $crate::Policy>::describe())
+                let mut metadata = <$policy as $crate::Policy>::describe();
+                // The host initialises first: an instance narrows the phases to its settings.
+                __RTP_POLICY.with(|slot| {
+                    if let ::core::option::Option::Some(policy) = slot.borrow().as_ref() {
+                        metadata.phases = $crate::Policy::phases(policy);
+                    }
+                });
+                $crate::glue::metadata_to_wit(metadata)
             }
 
             fn init(settings: ::std::string::String) -> ::core::result::Result<(), ::std::string::String> {

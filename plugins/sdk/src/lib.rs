@@ -54,6 +54,14 @@ pub trait Policy: Sized + 'static {
     /// configured). An error refuses the load and is shown to the operator.
     fn init(settings: &str) -> Result<Self, String>;
 
+    /// The phases this instance needs under its settings; by default all those
+    /// [`Policy::describe`] declares. Leaving out a phase the settings give nothing to
+    /// do saves its call on every request (and the host's record scan when no policy
+    /// of the pipeline wants the response).
+    fn phases(&self) -> Vec<Phase> {
+        Self::describe().phases
+    }
+
     /// Decides on a request before it is relayed.
     fn on_request(&self, call: &Call) -> RequestAction;
 

@@ -235,8 +235,6 @@ impl CallerFilter {
 
 impl Policy for CallerFilter {
     fn describe() -> Metadata {
-        // Static: both phases, whether or not restrictions are configured. A route
-        // without restrictions pays the host's response scan for nothing; see README.md.
         Metadata::new(
             "caller-filter",
             env!("CARGO_PKG_VERSION"),
@@ -246,6 +244,16 @@ impl Policy for CallerFilter {
 
     fn init(settings: &str) -> Result<Self, String> {
         Settings::parse(settings).map(CallerFilter::new)
+    }
+
+    /// Without care-unit restrictions there is nothing to drop: no response phase, so
+    /// a route with rules only is not scanned for this policy's sake.
+    fn phases(&self) -> Vec<Phase> {
+        if self.settings.restrictions.is_empty() {
+            vec![Phase::Request]
+        } else {
+            vec![Phase::Request, Phase::Response]
+        }
     }
 
     fn on_request(&self, call: &Call) -> RequestAction {
@@ -340,10 +348,17 @@ mod tests {
     }
 
     #[test]
-    fn describes_both_phases() {
+    fn describes_both_phases_and_needs_the_response_only_with_restrictions() {
         let meta = CallerFilter::describe();
         assert_eq!(meta.name, "caller-filter");
         assert_eq!(meta.phases, vec![Phase::Request, Phase::Response]);
+        let rules_only = CallerFilter::init(r#"{"default": "allow"}"#).unwrap();
+        assert_eq!(rules_only.phases(), vec![Phase::Request]);
+        let restricted = CallerFilter::init(
+            r#"{"default": "allow", "care_unit_restrictions": [{"name": "r", "care_units": ["SE2321000016-15CQ"]}]}"#,
+        )
+        .unwrap();
+        assert_eq!(restricted.phases(), vec![Phase::Request, Phase::Response]);
     }
 
     #[test]

@@ -108,7 +108,7 @@ impl std::fmt::Debug for LoadedPolicy {
 
 impl LoadedPolicy {
     /// Compiles (or takes from the cache) and links the component, then proves it on a
-    /// canary instance: `describe` and `init` with these settings must succeed. Blocking:
+    /// canary instance: `init` with these settings, then `describe`, must succeed. Blocking:
     /// call it off the request path.
     pub async fn load(
         engine: &PolicyEngine,
@@ -159,6 +159,14 @@ impl LoadedPolicy {
                 file: file.to_owned(),
                 message,
             })?;
+        // `init` first: the phases `describe` declares may depend on the settings (a
+        // caller filter without care-unit restrictions has no response phase).
+        init(&mut canary, &settings_json, &limits)
+            .await
+            .map_err(|message| LoadError::Init {
+                file: file.to_owned(),
+                message,
+            })?;
         canary.store.set_epoch_deadline(limits.deadline_ticks);
         let metadata = canary
             .bindings
@@ -167,12 +175,6 @@ impl LoadedPolicy {
             .map_err(|e| LoadError::Instantiate {
                 file: file.to_owned(),
                 message: format!("describe failed: {e:#}"),
-            })?;
-        init(&mut canary, &settings_json, &limits)
-            .await
-            .map_err(|message| LoadError::Init {
-                file: file.to_owned(),
-                message,
             })?;
         let name: Arc<str> = Arc::from(metadata.name.as_str());
         canary.store.data_mut().set_policy_name(name.clone());
