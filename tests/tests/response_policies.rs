@@ -119,7 +119,7 @@ async fn without_response_policies_the_body_passes_byte_for_byte() {
     )
     .await
     .unwrap();
-    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
     assert_eq!(reply.body, answer);
 }
 

@@ -12,11 +12,10 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body::{Body, Frame};
-use quick_xml::events::Event;
-use quick_xml::Reader;
 use tokio::sync::{mpsc, oneshot};
 
-use super::scan::{ScanError, ScannedRecord, Scanner};
+use super::parser::{Parsed, RecordParser};
+use super::scan::ScannedRecord;
 use super::source::BodySource;
 use crate::contracts::ContractInfo;
 use crate::decision::Decision;
@@ -94,9 +93,8 @@ impl ResponseFilter {
     where
         B: Body<Data = Bytes, Error = BoxError> + Unpin,
     {
-        let mut reader = Reader::from_reader(BodySource::new(body));
-        let mut scanner = Scanner::new(self.contract);
-        let mut buf = Vec::with_capacity(4096);
+        let mut source = BodySource::new(body);
+        let mut parser = RecordParser::new(self.contract);
         let mut batch: Vec<ScannedRecord> = Vec::new();
         // Body offset up to which bytes went out (or were dropped).
         let mut emitted: u64 = 0;
@@ -104,36 +102,36 @@ impl ResponseFilter {
         // shown to it once (a block check logs every access, even of nothing).
         let mut decided = false;
         loop {
-            buf.clear();
-            let start = reader.buffer_position();
-            let event = reader
-                .read_event_into_async(&mut buf)
+            let chunk = source
+                .next_chunk()
                 .await
                 .map_err(|e| unreadable(&e.to_string()))?;
-            let end = reader.buffer_position();
-            if matches!(event, Event::Eof) {
-                if !scanner.is_complete() {
-                    return Err(unreadable("the answer ends before its elements are closed"));
+            let finished = chunk.is_none();
+            if let Some(chunk) = &chunk {
+                parser.append(chunk);
+            }
+            loop {
+                let batch_bytes = self.batch_bytes;
+                let parsed = parser
+                    .parse(finished, &mut batch, || {
+                        source.retained_bytes() >= batch_bytes
+                    })
+                    .map_err(|e| unreadable(&e.to_string()))?;
+                match parsed {
+                    Parsed::NeedMore => break,
+                    Parsed::Cut(upto) => {
+                        self.release(&mut batch, false, &mut source, &mut emitted, upto, out)
+                            .await?;
+                        decided = true;
+                    }
+                    Parsed::End(upto) => {
+                        let force = !decided;
+                        self.release(&mut batch, force, &mut source, &mut emitted, upto, out)
+                            .await?;
+                        out.confirm();
+                        return Ok(());
+                    }
                 }
-                let force = !decided;
-                self.release(&mut batch, force, &mut reader, &mut emitted, end, out)
-                    .await?;
-                out.confirm();
-                return Ok(());
-            }
-            if let Some(record) = scanner
-                .event(&event, start, end)
-                .map_err(|e: ScanError| unreadable(&e.to_string()))?
-            {
-                batch.push(record);
-            }
-            if scanner.between_records()
-                && !batch.is_empty()
-                && reader.get_ref().retained_bytes() >= self.batch_bytes
-            {
-                self.release(&mut batch, false, &mut reader, &mut emitted, end, out)
-                    .await?;
-                decided = true;
             }
         }
     }
@@ -144,7 +142,7 @@ impl ResponseFilter {
         &self,
         batch: &mut Vec<ScannedRecord>,
         force: bool,
-        reader: &mut Reader<BodySource<B>>,
+        source: &mut BodySource<B>,
         emitted: &mut u64,
         upto: u64,
         out: &mut Output,
@@ -187,7 +185,6 @@ impl ResponseFilter {
                 .map(|&(_, start, end)| (start, end))
                 .collect();
         }
-        let source = reader.get_mut();
         let mut chunks = Vec::new();
         let mut from = *emitted;
         for (start, end) in dropped {

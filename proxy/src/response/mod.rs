@@ -3,10 +3,12 @@
 //! is re-emitted without the records they dropped.
 //!
 //! - [`scan`]: finds records and summarises them (owner, times, source system, id).
-//! - [`source`]: the upstream body as buffered input that keeps unreleased chunks.
+//! - [`source`]: the upstream body, chunk by chunk, keeping unreleased chunks.
+//! - [`parser`]: the chunks as records, parsed with a slice reader as markup completes.
 //! - [`filter`]: the streaming driver: batches, verdicts, access log, emission.
 
 pub mod filter;
+pub mod parser;
 pub mod scan;
 pub mod source;
 

@@ -97,6 +97,48 @@ impl Path {
     }
 }
 
+/// The qualified names of the elements open, outermost first. The scanner checks end
+/// tags itself (the streaming filter parses each received stretch with a fresh reader,
+/// which cannot). Buffers are reused: an element costs no allocation once the
+/// document's depth has been reached.
+#[derive(Default)]
+struct OpenElements {
+    names: Vec<Vec<u8>>,
+    len: usize,
+}
+
+impl OpenElements {
+    fn push(&mut self, name: &[u8]) {
+        match self.names.get_mut(self.len) {
+            Some(slot) => {
+                slot.clear();
+                slot.extend_from_slice(name);
+            }
+            None => self.names.push(name.to_vec()),
+        }
+        self.len += 1;
+    }
+
+    /// Closes the innermost element if `name` is its name; else says what was wrong.
+    fn pop(&mut self, name: &[u8]) -> Result<(), String> {
+        let Some(open) = self.len.checked_sub(1).map(|i| &self.names[i]) else {
+            return Err(format!(
+                "end tag </{}> without a start tag",
+                String::from_utf8_lossy(name)
+            ));
+        };
+        if open.as_slice() != name {
+            return Err(format!(
+                "end tag </{}> where </{}> was expected",
+                String::from_utf8_lossy(name),
+                String::from_utf8_lossy(open)
+            ));
+        }
+        self.len -= 1;
+        Ok(())
+    }
+}
+
 /// Whether an element's text can go into a summary (see [`classify`]).
 fn wanted(name: &[u8]) -> bool {
     const NAMES: [&str; 6] = [
@@ -117,6 +159,7 @@ fn wanted(name: &[u8]) -> bool {
 pub struct Scanner {
     contract: &'static ContractInfo,
     depth: usize,
+    open: OpenElements,
     /// Depth of the records: Envelope(1)/Body(2)/response root(3)/record(4), found
     /// from where `Body` actually is.
     record_depth: Option<usize>,
@@ -131,6 +174,7 @@ impl Scanner {
         Scanner {
             contract,
             depth: 0,
+            open: OpenElements::default(),
             record_depth: None,
             current: None,
             path: Path::default(),
@@ -160,6 +204,7 @@ impl Scanner {
         match event {
             Event::Start(tag) => {
                 self.depth += 1;
+                self.open.push(tag.name().as_ref());
                 let name = tag.local_name();
                 let name = name.as_ref();
                 if let Some(current) = &mut self.current {
@@ -187,7 +232,13 @@ impl Scanner {
                     summary,
                 }));
             }
-            Event::End(_) => {
+            Event::End(tag) => {
+                self.open
+                    .pop(tag.name().as_ref())
+                    .map_err(|message| ScanError::Malformed {
+                        position: start,
+                        message,
+                    })?;
                 self.depth = self.depth.saturating_sub(1);
                 if let Some(current) = &mut self.current {
                     if self.path.depth == 0 {
@@ -357,6 +408,10 @@ pub fn scan_document(
     body: &[u8],
 ) -> Result<Vec<ScannedRecord>, ScanError> {
     let mut reader = quick_xml::Reader::from_reader(body);
+    // As in the streaming filter: the scanner checks end tags.
+    let config = reader.config_mut();
+    config.check_end_names = false;
+    config.allow_unmatched_ends = true;
     let mut scanner = Scanner::new(contract);
     let mut records = Vec::new();
     loop {
@@ -536,6 +591,26 @@ mod tests {
         let cut = cd2_response(&[("P1", "U1", "20240101")]).replace("</s:Body></s:Envelope>", "");
         assert!(matches!(
             scan_document(contract(CD2), cut.as_bytes()),
+            Err(ScanError::Malformed { .. })
+        ));
+    }
+
+    #[test]
+    fn end_tags_must_close_the_element_open() {
+        let swapped = cd2_response(&[("P1", "U1", "20240101")])
+            .replace("</s:Body></s:Envelope>", "</s:Envelope></s:Body>");
+        match scan_document(contract(CD2), swapped.as_bytes()) {
+            Err(ScanError::Malformed { message, .. }) => {
+                assert!(
+                    message.contains("</s:Envelope> where </s:Body>"),
+                    "{message}"
+                )
+            }
+            other => panic!("a swapped end tag was accepted: {other:?}"),
+        }
+        let stray = format!("{}</x>", cd2_response(&[]));
+        assert!(matches!(
+            scan_document(contract(CD2), stray.as_bytes()),
             Err(ScanError::Malformed { .. })
         ));
     }

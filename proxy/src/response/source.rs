@@ -1,22 +1,17 @@
-//! The upstream body as an `AsyncBufRead` for the XML reader, keeping every chunk it
-//! handed out until the filter has emitted (or dropped) those bytes. Emitted bytes are
-//! slices of the chunks as received: nothing is copied or re-serialised.
+//! The upstream body, received chunk by chunk, keeping every chunk until the filter
+//! has emitted (or dropped) its bytes. Emitted bytes are slices of the chunks as
+//! received: nothing is copied or re-serialised.
 
 use std::collections::VecDeque;
-use std::pin::Pin;
-use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
 use http_body::Body;
-use tokio::io::{AsyncBufRead, AsyncRead, ReadBuf};
+use http_body_util::BodyExt;
 
 use crate::upstream::BoxError;
 
 pub struct BodySource<B> {
     body: B,
-    /// The chunk being read and how far the reader consumed it.
-    chunk: Bytes,
-    read: usize,
     /// Chunks not yet released, oldest first; `retained_from` is the body offset of
     /// the first byte of the first chunk.
     retained: VecDeque<Bytes>,
@@ -30,13 +25,16 @@ impl<B> BodySource<B> {
     pub fn new(body: B) -> Self {
         BodySource {
             body,
-            chunk: Bytes::new(),
-            read: 0,
             retained: VecDeque::new(),
             retained_from: 0,
             received: 0,
             done: false,
         }
+    }
+
+    /// Body offset of the end of everything received so far.
+    pub fn received(&self) -> u64 {
+        self.received
     }
 
     /// Bytes retained and not yet released.
@@ -75,60 +73,35 @@ impl<B> BodySource<B> {
     }
 }
 
-impl<B> AsyncBufRead for BodySource<B>
+impl<B> BodySource<B>
 where
     B: Body<Data = Bytes, Error = BoxError> + Unpin,
 {
-    fn poll_fill_buf(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<&[u8]>> {
-        let this = self.get_mut();
-        while this.read >= this.chunk.len() && !this.done {
-            match ready!(Pin::new(&mut this.body).poll_frame(cx)) {
-                None => this.done = true,
-                Some(Err(e)) => return Poll::Ready(Err(std::io::Error::other(e))),
-                Some(Ok(frame)) => {
-                    // Trailers carry nothing a SOAP answer needs.
-                    if let Ok(data) = frame.into_data() {
+    /// The next chunk of the body, also retained for [`BodySource::slice`]; none at the
+    /// end. Trailers carry nothing a SOAP answer needs and are skipped.
+    pub async fn next_chunk(&mut self) -> Result<Option<Bytes>, BoxError> {
+        while !self.done {
+            match self.body.frame().await {
+                None => self.done = true,
+                Some(frame) => {
+                    if let Ok(data) = frame?.into_data() {
                         if !data.is_empty() {
-                            this.received += data.len() as u64;
-                            this.retained.push_back(data.clone());
-                            this.chunk = data;
-                            this.read = 0;
+                            self.received += data.len() as u64;
+                            self.retained.push_back(data.clone());
+                            return Ok(Some(data));
                         }
                     }
                 }
             }
         }
-        Poll::Ready(Ok(&this.chunk[this.read..]))
-    }
-
-    fn consume(self: Pin<&mut Self>, amt: usize) {
-        let this = self.get_mut();
-        this.read = (this.read + amt).min(this.chunk.len());
-    }
-}
-
-impl<B> AsyncRead for BodySource<B>
-where
-    B: Body<Data = Bytes, Error = BoxError> + Unpin,
-{
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let available = ready!(self.as_mut().poll_fill_buf(cx))?;
-        let n = available.len().min(buf.remaining());
-        buf.put_slice(&available[..n]);
-        self.consume(n);
-        Poll::Ready(Ok(()))
+        Ok(None)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http_body_util::{BodyExt, StreamBody};
-    use tokio::io::AsyncReadExt;
+    use http_body_util::StreamBody;
 
     fn body_of(chunks: &[&'static str]) -> impl Body<Data = Bytes, Error = BoxError> + Unpin {
         let frames: Vec<Result<http_body::Frame<Bytes>, BoxError>> = chunks
@@ -141,9 +114,11 @@ mod tests {
     #[tokio::test]
     async fn slices_span_chunks_and_release_forgets_whole_chunks() {
         let mut source = BodySource::new(body_of(&["abc", "defg", "hi"]));
-        let mut all = String::new();
-        source.read_to_string(&mut all).await.unwrap();
-        assert_eq!(all, "abcdefghi");
+        let mut all = Vec::new();
+        while let Some(chunk) = source.next_chunk().await.unwrap() {
+            all.extend_from_slice(&chunk);
+        }
+        assert_eq!(all, b"abcdefghi");
         let mut out = Vec::new();
         source.slice(2, 8, &mut out);
         let joined: Vec<u8> = out.iter().flat_map(|b| b.to_vec()).collect();

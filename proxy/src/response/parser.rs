@@ -1,0 +1,240 @@
+//! Turns the body, as it arrives in chunks, into scanned records. Each stretch of
+//! complete markup is parsed with quick-xml's slice reader (borrowed events, nothing
+//! copied per event); the bytes are copied once into a contiguous buffer, because an
+//! event may span chunks. What goes out is still sliced from the received chunks
+//! ([`super::source`]).
+
+use quick_xml::events::Event;
+use quick_xml::Reader;
+
+use super::scan::{ScanError, ScannedRecord, Scanner};
+use crate::contracts::ContractInfo;
+
+/// Where parsing stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Parsed {
+    /// Everything received is parsed (or waits for the rest of its markup).
+    NeedMore,
+    /// The caller asked to cut here: between records, at this body offset.
+    Cut(u64),
+    /// The body ended at this offset, with every element closed.
+    End(u64),
+}
+
+/// Why the body cannot be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    #[error("{0}")]
+    Scan(#[from] ScanError),
+    #[error("{0}")]
+    Xml(String),
+    #[error("the answer ends before its elements are closed")]
+    Cut,
+}
+
+pub struct RecordParser {
+    scanner: Scanner,
+    /// Received bytes not parsed yet, from body offset `base`.
+    bytes: Vec<u8>,
+    base: u64,
+    /// Length of the prefix of `bytes` that ends with a `>`: only whole markup is
+    /// parsed before the body has ended.
+    complete: usize,
+}
+
+impl RecordParser {
+    pub fn new(contract: &'static ContractInfo) -> RecordParser {
+        RecordParser {
+            scanner: Scanner::new(contract),
+            bytes: Vec::new(),
+            base: 0,
+            complete: 0,
+        }
+    }
+
+    /// Takes the next chunk of the body.
+    pub fn append(&mut self, chunk: &[u8]) {
+        // Only the new chunk is searched: a long text spread over many chunks is not
+        // searched again for every chunk.
+        if let Some(last) = memchr::memrchr(b'>', chunk) {
+            self.complete = self.bytes.len() + last + 1;
+        }
+        self.bytes.extend_from_slice(chunk);
+    }
+
+    /// Parses what can be parsed, pushing each record found to `batch`. Whenever the
+    /// scanner is between records with a non-empty batch, `cut_here` is asked whether
+    /// to stop there. `finished`: the body has ended; all of it is parsed.
+    pub fn parse(
+        &mut self,
+        finished: bool,
+        batch: &mut Vec<ScannedRecord>,
+        mut cut_here: impl FnMut() -> bool,
+    ) -> Result<Parsed, ParseError> {
+        let len = if finished {
+            self.bytes.len()
+        } else {
+            self.complete
+        };
+        let mut reader = Reader::from_reader(&self.bytes[..len]);
+        // The scanner checks end tags: this reader has not seen the start tags of the
+        // stretches parsed before.
+        let config = reader.config_mut();
+        config.check_end_names = false;
+        config.allow_unmatched_ends = true;
+        let mut parsed = 0;
+        let stop = loop {
+            let start = reader.buffer_position();
+            let event = match reader.read_event() {
+                Ok(event) => event,
+                // Every syntax error means "the input ended inside markup": more of the
+                // body completes it, unless there is no more.
+                Err(quick_xml::Error::Syntax(_)) if !finished => break Parsed::NeedMore,
+                Err(e) => return Err(ParseError::Xml(e.to_string())),
+            };
+            let end = reader.buffer_position();
+            if matches!(event, Event::Eof) {
+                parsed = end;
+                if !finished {
+                    break Parsed::NeedMore;
+                }
+                if !self.scanner.is_complete() {
+                    return Err(ParseError::Cut);
+                }
+                break Parsed::End(self.base + end);
+            }
+            if let Some(record) = self
+                .scanner
+                .event(&event, self.base + start, self.base + end)?
+            {
+                batch.push(record);
+            }
+            parsed = end;
+            if self.scanner.between_records() && !batch.is_empty() && cut_here() {
+                break Parsed::Cut(self.base + end);
+            }
+        };
+        self.consume(parsed);
+        Ok(stop)
+    }
+
+    /// Forgets the first `n` unparsed bytes: they were parsed.
+    fn consume(&mut self, n: u64) {
+        let n = usize::try_from(n)
+            .unwrap_or(usize::MAX)
+            .min(self.bytes.len());
+        self.bytes.drain(..n);
+        self.base += n as u64;
+        self.complete = self.complete.saturating_sub(n);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::contracts::lookup;
+    use crate::response::scan::scan_document;
+
+    const CD2: &str =
+        "urn:riv:clinicalprocess:healthcond:description:GetCareDocumentationResponder:2";
+
+    /// Markup that holds `>` where a naive cut would end it: in attribute values,
+    /// comments, CDATA and processing instructions, and escaped in text.
+    fn tricky_document() -> String {
+        let mut body = String::from(
+            r#"<?xml version="1.0" encoding="UTF-8"?><!-- a > b --><s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Header a="x > y"/><s:Body><r:GetCareDocumentationResponse xmlns:r="urn:riv:clinicalprocess:healthcond:description:GetCareDocumentationResponder:2" xmlns:c="urn:riv:clinicalprocess:healthcond:description:2">"#,
+        );
+        for i in 0..4 {
+            body.push_str(&format!(
+                r#"<r:careDocumentation note='1 > 0'><c:careDocumentationHeader><c:documentId>doc-{i}</c:documentId><?pi x > y?><c:accountableHealthcareProfessional><c:authorTime>2024010{i}120000</c:authorTime><c:healthcareProfessionalCareUnitHSAId>U{i}</c:healthcareProfessionalCareUnitHSAId><c:healthcareProfessionalCareGiverHSAId><![CDATA[P>{i}]]></c:healthcareProfessionalCareGiverHSAId></c:accountableHealthcareProfessional></c:careDocumentationHeader><c:careDocumentationBody><c:clinicalDocumentNote><c:clinicalDocumentNoteText>a &gt; b <!-- c > d --> e</c:clinicalDocumentNoteText></c:clinicalDocumentNote></c:careDocumentationBody></r:careDocumentation>"#
+            ));
+        }
+        body.push_str("<r:result><c:resultCode>OK</c:resultCode></r:result></r:GetCareDocumentationResponse></s:Body></s:Envelope>\n");
+        body
+    }
+
+    /// Parses `body` fed in chunks of `size` bytes, cutting after every record.
+    fn parse_in_chunks(
+        body: &[u8],
+        size: usize,
+    ) -> Result<(Vec<ScannedRecord>, Vec<u64>), ParseError> {
+        let mut parser = RecordParser::new(lookup(CD2).unwrap());
+        let (mut batch, mut records, mut cuts) = (Vec::new(), Vec::new(), Vec::new());
+        let mut chunks = body.chunks(size);
+        loop {
+            let chunk = chunks.next();
+            if let Some(chunk) = chunk {
+                parser.append(chunk);
+            }
+            loop {
+                let parsed = parser.parse(chunk.is_none(), &mut batch, || true)?;
+                // As the filter does: a cut releases the batch.
+                records.append(&mut batch);
+                match parsed {
+                    Parsed::NeedMore => break,
+                    Parsed::Cut(at) => cuts.push(at),
+                    Parsed::End(at) => {
+                        cuts.push(at);
+                        return Ok((records, cuts));
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn any_chunking_gives_the_records_of_the_whole_document() {
+        let body = tricky_document();
+        let whole = scan_document(lookup(CD2).unwrap(), body.as_bytes()).unwrap();
+        assert_eq!(whole.len(), 4);
+        assert_eq!(whole[2].summary.care_provider.as_deref(), Some("P>2"));
+        for size in (1..=97).chain([1000, body.len()]) {
+            let (records, cuts) = parse_in_chunks(body.as_bytes(), size).unwrap();
+            let spans = |r: &[ScannedRecord]| -> Vec<(u64, u64, Option<String>, Option<String>)> {
+                r.iter()
+                    .map(|r| {
+                        (
+                            r.start,
+                            r.end,
+                            r.summary.id.clone(),
+                            r.summary.care_provider.clone(),
+                        )
+                    })
+                    .collect()
+            };
+            assert_eq!(spans(&records), spans(&whole), "chunks of {size} bytes");
+            let mut expected: Vec<u64> = whole.iter().map(|r| r.end).collect();
+            expected.push(body.len() as u64);
+            assert_eq!(
+                cuts, expected,
+                "cuts right after each record, chunks of {size}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_cut_or_malformed_body_is_an_error_whatever_the_chunking() {
+        let body = tricky_document();
+        let unclosed_element = body.replace("</s:Envelope>\n", "");
+        let unclosed_tag = &body.as_bytes()[..body.len() - 4];
+        let swapped = body.replace("</s:Body></s:Envelope>", "</s:Envelope></s:Body>");
+        for size in [1, 7, 64, 100_000] {
+            assert_eq!(
+                parse_in_chunks(unclosed_element.as_bytes(), size).unwrap_err(),
+                ParseError::Cut,
+                "{size}"
+            );
+            assert!(
+                matches!(parse_in_chunks(unclosed_tag, size), Err(ParseError::Xml(_))),
+                "{size}"
+            );
+            assert!(
+                matches!(
+                    parse_in_chunks(swapped.as_bytes(), size),
+                    Err(ParseError::Scan(_))
+                ),
+                "{size}"
+            );
+        }
+    }
+}
