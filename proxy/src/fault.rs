@@ -170,6 +170,53 @@ impl fmt::Display for Fault {
 
 impl std::error::Error for Fault {}
 
+/// Whether an upstream's error answer is a SOAP 1.1 fault (then it is passed on as is).
+pub fn is_soap_fault(body: &[u8]) -> bool {
+    let contains = |needle: &[u8]| memchr::memmem::find(body, needle).is_some();
+    contains(crate::inspect::SOAP11_NS.as_bytes()) && contains(b"Fault")
+}
+
+/// The first whitespace-separated token of a SOAP fault's `faultstring`: the RIV-TA code
+/// (`VP007 [..] ...`). The element may carry attributes (`xml:lang="SE"`) or a prefix.
+/// Empty when the faultstring is; none without a faultstring.
+pub fn fault_code_token(body: &[u8]) -> Option<&str> {
+    const NAME: &[u8] = b"faultstring";
+    let mut from = 0;
+    let content = loop {
+        let at = from + memchr::memmem::find(&body[from..], NAME)?;
+        let after = at + NAME.len();
+        from = after;
+        // A start tag: `<faultstring` or `<p:faultstring`, then `>`, `/` or whitespace.
+        let opens = at > 0 && matches!(body[at - 1], b'<' | b':');
+        let name_ends = body
+            .get(after)
+            .is_some_and(|b| *b == b'>' || *b == b'/' || b.is_ascii_whitespace());
+        let is_end_tag = body[..at]
+            .iter()
+            .rev()
+            .find(|b| !(b.is_ascii_alphanumeric() || **b == b':' || **b == b'_' || **b == b'-'))
+            .is_some_and(|b| *b == b'/');
+        if !(opens && name_ends) || is_end_tag {
+            continue;
+        }
+        let close = after + memchr::memchr(b'>', &body[after..])?;
+        if body[close - 1] == b'/' {
+            return Some("");
+        }
+        break &body[close + 1..];
+    };
+    let start = content
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(content.len());
+    let token = &content[start..];
+    let end = token
+        .iter()
+        .position(|b| b.is_ascii_whitespace() || *b == b'<')
+        .unwrap_or(token.len());
+    std::str::from_utf8(&token[..end]).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -194,5 +241,45 @@ mod tests {
         assert_eq!(FaultCode::Vp009.side(), FaultSide::Server);
         assert_eq!(FaultCode::Vp007.side(), FaultSide::Server);
         assert_eq!(FaultCode::Vp003.side(), FaultSide::Client);
+    }
+
+    #[test]
+    fn the_code_of_an_upstream_fault_is_the_first_token_of_its_faultstring() {
+        let fault = b"<soap:Fault><faultcode>soap:Server</faultcode><faultstring>VP007 [ntjp] Not authorised</faultstring></soap:Fault>";
+        assert_eq!(fault_code_token(fault), Some("VP007"));
+        assert_eq!(
+            fault_code_token(b"<faultstring>\n  Boom</faultstring>"),
+            Some("Boom")
+        );
+        assert_eq!(fault_code_token(b"<faultstring></faultstring>"), Some(""));
+        assert_eq!(fault_code_token(b"<faultstring/>"), Some(""));
+        assert_eq!(fault_code_token(b"<Fault/>"), None);
+        // Attributes and a prefix, as some producers send them (shared sample 15).
+        assert_eq!(
+            fault_code_token(br#"<faultstring xml:lang="SE">VP011 no</faultstring>"#),
+            Some("VP011")
+        );
+        assert_eq!(
+            fault_code_token(b"<s:faultstring>RTP101 x</s:faultstring>"),
+            Some("RTP101")
+        );
+        // Only a start tag counts, not an end tag or a longer name.
+        assert_eq!(
+            fault_code_token(
+                b"<faultstringx>a</faultstringx></faultstring><faultstring>VP004 y</faultstring>"
+            ),
+            Some("VP004")
+        );
+    }
+
+    #[test]
+    fn the_shared_fault_sample_gives_its_first_word() {
+        let sample = std::fs::read(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../shared/samples/15_GetFunctionalStatus_v2_soapfault_mock.xml"),
+        )
+        .expect("shared sample 15");
+        assert!(is_soap_fault(&sample));
+        assert_eq!(fault_code_token(&sample), Some("That's"));
     }
 }

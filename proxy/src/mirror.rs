@@ -492,8 +492,12 @@ impl Side {
         let Some(body) = body else {
             return side;
         };
-        if is_soap_fault(body) {
-            side.fault = Some(fault_token(body).unwrap_or_default().to_owned());
+        if crate::fault::is_soap_fault(body) {
+            side.fault = Some(
+                crate::fault::fault_code_token(body)
+                    .unwrap_or_default()
+                    .to_owned(),
+            );
         } else if status.is_success() {
             if let Some(contract) = contract {
                 side.records = match scan_document(contract, body) {
@@ -517,19 +521,6 @@ impl Side {
                 || other.records == Records::Unknown
                 || self.records == other.records)
     }
-}
-
-fn is_soap_fault(body: &[u8]) -> bool {
-    let contains = |needle: &[u8]| body.windows(needle.len()).any(|w| w == needle);
-    contains(SOAP11_NS.as_bytes()) && contains(b"Fault>")
-}
-
-/// The first whitespace-separated token of the faultstring (the RIV-TA code).
-fn fault_token(body: &[u8]) -> Option<&str> {
-    let text = std::str::from_utf8(body).ok()?;
-    let (_, after) = text.split_once("faultstring>")?;
-    let value = after.split('<').next()?;
-    value.split_whitespace().next()
 }
 
 #[cfg(test)]
