@@ -41,7 +41,6 @@ use crate::config::MirrorConfig;
 use crate::contracts::{self, ContractInfo};
 use crate::fault::Fault;
 use crate::headers;
-use crate::inspect::SOAP11_NS;
 use crate::metrics::{Label, Metrics, MirrorResult};
 use crate::relay::ResponseBody;
 use crate::response::scan::scan_document;
@@ -526,6 +525,7 @@ impl Side {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::inspect::SOAP11_NS;
 
     const CD2: &str =
         "urn:riv:clinicalprocess:healthcond:description:GetCareDocumentationResponder:2";

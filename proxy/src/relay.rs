@@ -23,7 +23,7 @@ use crate::decision::{Decision, DecisionLog, DecisionLogError};
 use crate::edit::{self, NewPeriod};
 use crate::fault::{Fault, FaultCode};
 use crate::headers::{self, ForwardedIdentity};
-use crate::inspect::{inspect, InspectError, SOAP11_NS};
+use crate::inspect::{inspect, InspectError};
 use crate::metrics::{self, InFlight, Label, Metrics, Outcome, UpstreamMetrics};
 use crate::policy::loaded::Limits as PolicyLimits;
 use crate::policy::{
