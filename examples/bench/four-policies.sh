@@ -60,8 +60,9 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # The proxy config names its journal; a copy points it at JOURNAL_DIR.
-rm -rf "$JOURNAL_DIR"
+# A fresh journal: only its own files are removed, whatever directory is given.
 mkdir -p "$JOURNAL_DIR"
+rm -f "$JOURNAL_DIR"/journal-*.jsonl "$JOURNAL_DIR/cursor.json"
 journal=$(cd "$JOURNAL_DIR" && pwd)
 sed "s#^dir = .*#dir = \"$journal\"#" examples/bench/rtp-proxy-four-policies.toml \
     >examples/bench/.four-policies-run.toml
@@ -72,24 +73,23 @@ BENCH_RUN_DIR=$RUN/servers SERVER_MAX_LIFETIME=$lifetime "$BENCH/servers.sh" sta
 timeout "$lifetime" target/release/ntjp-sim --config examples/bench/ntjp-sim-services.toml \
     >"$RUN/sim.log" 2>&1 &
 pids+=($!)
-sim_pid=$!
-declare -A proxy_pid
 for entry in relay:rtp-proxy.toml policies:.four-policies-run.toml; do
     RUST_LOG=${RUST_LOG:-warn} taskset -c "$SERVER_CPU" timeout "$lifetime" target/release/rtp-proxy run \
         --config "examples/bench/${entry#*:}" >"$RUN/${entry%%:*}.log" 2>&1 &
     pids+=($!)
-    proxy_pid[${entry%%:*}]=$!
 done
 for port in 19080 18443 18445; do
     BENCH_START_TIMEOUT=60 bench_wait_listen "$port" || bench_die "nothing listens on $port (logs: $RUN)"
 done
+# The processes themselves (under `timeout`), found by their listeners.
+sim_pids=$(bench_listener_pids 19080)
 
 url() { echo "http://127.0.0.1:$1/bench/$2/clinicalprocess/healthcond/description/GetCareDocumentation/2/rivtabp21"; }
 server_pids() {
     case $1 in
     nginx) bench_listener_pids 18081 ;;
-    relay) echo "${proxy_pid[relay]}" ;;
-    policies) echo "${proxy_pid[policies]}" ;;
+    relay) bench_listener_pids 18443 ;;
+    policies) bench_listener_pids 18445 ;;
     esac
 }
 # One wrk run; prints its BENCH line (rps=... p50_ms=... requests=... errors=...).
@@ -119,11 +119,13 @@ for round in $(seq 1 "$ROUNDS"); do
             name=${target%%:*}
             # shellcheck disable=SC2046  # pid lists split on purpose
             before=$(bench_cpu_ticks $(server_pids "$name"))
-            sim_before=$(bench_cpu_ticks "$sim_pid")
+            # shellcheck disable=SC2086
+            sim_before=$(bench_cpu_ticks $sim_pids)
             line=$(run "$(url "${target##*:}" "$size")" "$DURATION")
             # shellcheck disable=SC2046
             after=$(bench_cpu_ticks $(server_pids "$name"))
-            sim_after=$(bench_cpu_ticks "$sim_pid")
+            # shellcheck disable=SC2086
+            sim_after=$(bench_cpu_ticks $sim_pids)
             requests=$(field requests "$line")
             srv=$(per_request_us $((after - before)) "${requests:-0}")
             svc=$(per_request_us $((sim_after - sim_before)) "${requests:-0}")
@@ -150,4 +152,4 @@ for size in $SIZES; do
     done
 done
 echo
-echo "access-log entries in the journal: $(cat "$journal"/*.jsonl 2>/dev/null | wc -l); delivered to the log service: $(curl -s http://127.0.0.1:19080/_sim/logs | grep -o '"log_id"' | wc -l)"
+echo "access-log entries delivered to the log service (warm-up included): $(curl -s http://127.0.0.1:19080/_sim/logs | grep -o '"log_id"' | wc -l)"
