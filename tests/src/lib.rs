@@ -124,6 +124,13 @@ impl Reply {
         text[start..].split_whitespace().next().map(str::to_owned)
     }
 
+    /// Asserts that this is a SOAP fault with `code` first in its faultstring; the
+    /// failure shows the whole answer.
+    #[track_caller]
+    pub fn assert_fault_code(&self, code: &str) {
+        assert_eq!(self.fault_code().as_deref(), Some(code), "{}", self.text());
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }

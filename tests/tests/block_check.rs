@@ -216,12 +216,7 @@ async fn an_untrusted_caller_cannot_assert_a_user_and_ntjp_never_sees_the_call()
     let env = start().await;
     let reply = call_as(&env, "aggregator", false).await;
     assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
-    assert_eq!(
-        reply.fault_code().as_deref(),
-        Some("RTP111"),
-        "{}",
-        reply.text()
-    );
+    reply.assert_fault_code("RTP111");
     assert!(
         !reply.text().contains(ids::PATIENT),
         "no personal data in faults"

@@ -281,7 +281,7 @@ async fn refused_calls_have_their_line_with_the_fault_code_and_no_patient_by_def
     captured();
     let stack = Stack::start(&route_with_test_policy("reject", "fail-closed")).await;
     let reply = call(&stack, "dl-reject").await;
-    assert_eq!(reply.fault_code().as_deref(), Some("RTP199"));
+    reply.assert_fault_code("RTP199");
     let lines = decisions("dl-reject").await;
     assert_eq!(lines.len(), 1, "{lines:?}");
     let fields = &lines[0]["fields"];
@@ -309,7 +309,7 @@ async fn refused_calls_have_their_line_with_the_fault_code_and_no_patient_by_def
     )
     .await
     .unwrap();
-    assert_eq!(refused.fault_code().as_deref(), Some("RTP002"));
+    refused.assert_fault_code("RTP002");
     let lines = decisions("dl-not-soap").await;
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert_eq!(lines[0]["fields"]["code"], "RTP002");

@@ -24,12 +24,7 @@ async fn refused(env: &Stack, call: Call<'_>, code: &str, detail: &str) {
         reply.header("content-type"),
         Some("text/xml; charset=UTF-8")
     );
-    assert_eq!(
-        reply.fault_code().as_deref(),
-        Some(code),
-        "{}",
-        reply.text()
-    );
+    reply.assert_fault_code(code);
     assert!(
         reply.text().contains(detail),
         "expected detail {detail:?} in {}",
@@ -143,7 +138,7 @@ async fn a_client_certificate_without_hsa_id_gets_vp002() {
     )
     .await
     .unwrap();
-    assert_eq!(reply.fault_code().as_deref(), Some("VP002"));
+    reply.assert_fault_code("VP002");
     assert!(env.sim.calls().is_empty());
 }
 
@@ -179,7 +174,7 @@ async fn an_upstream_that_is_down_gives_vp009() {
     .await
     .unwrap();
     assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
-    assert_eq!(reply.fault_code().as_deref(), Some("VP009"));
+    reply.assert_fault_code("VP009");
     assert!(
         reply.text().contains("error contacting upstream ntjp"),
         "{}",
@@ -199,12 +194,7 @@ async fn a_slow_upstream_times_out_with_vp009() {
     )
     .await
     .unwrap();
-    assert_eq!(
-        reply.fault_code().as_deref(),
-        Some("VP009"),
-        "{}",
-        reply.text()
-    );
+    reply.assert_fault_code("VP009");
     assert!(reply.text().contains("Timeout"), "{}", reply.text());
     assert!(
         started.elapsed() < std::time::Duration::from_secs(3),
@@ -227,12 +217,7 @@ async fn an_upstream_resetting_mid_response_never_yields_a_complete_answer() {
         // Headers were already on their way: the caller sees a broken body, not a truncated success.
         Err(e) => assert!(!e.to_string().is_empty()),
         // Or the reset came before the headers: a VP009 fault.
-        Ok(reply) => assert_eq!(
-            reply.fault_code().as_deref(),
-            Some("VP009"),
-            "{}",
-            reply.text()
-        ),
+        Ok(reply) => reply.assert_fault_code("VP009"),
     }
     // And the proxy keeps serving.
     let reply = post_tls(
@@ -273,7 +258,7 @@ async fn producer_soap_faults_pass_through_and_other_errors_become_vp009() {
     )
     .await
     .unwrap();
-    assert_eq!(reply.fault_code().as_deref(), Some("VP009"));
+    reply.assert_fault_code("VP009");
     assert!(
         reply
             .text()
@@ -292,7 +277,7 @@ async fn producer_soap_faults_pass_through_and_other_errors_become_vp009() {
     )
     .await
     .unwrap();
-    assert_eq!(reply.fault_code().as_deref(), Some("VP009"));
+    reply.assert_fault_code("VP009");
     assert!(reply.text().contains("empty body"), "{}", reply.text());
     proxy.shutdown().await;
 }

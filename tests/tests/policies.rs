@@ -45,7 +45,7 @@ async fn a_rejecting_policy_answers_with_its_fault_and_ntjp_never_sees_the_call(
     let stack = stack("reject", "fail-closed").await;
     let reply = call(&stack, Call::soap(sample(REQUEST))).await;
     assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
-    assert_eq!(reply.fault_code().as_deref(), Some("RTP199"));
+    reply.assert_fault_code("RTP199");
     assert!(
         reply
             .text()
@@ -99,12 +99,7 @@ async fn a_period_edit_is_written_into_the_request_ntjp_receives() {
 async fn a_trapping_policy_fails_closed_or_open_as_configured() {
     let closed = stack("trap", "fail-closed").await;
     let reply = call(&closed, Call::soap(sample(REQUEST))).await;
-    assert_eq!(
-        reply.fault_code().as_deref(),
-        Some("RTP190"),
-        "{}",
-        reply.text()
-    );
+    reply.assert_fault_code("RTP190");
     assert!(reply.text().contains("trapped"), "{}", reply.text());
     assert!(closed.sim.calls().is_empty());
 
@@ -124,7 +119,7 @@ async fn a_looping_policy_is_stopped_by_its_deadline() {
     let stack = stack("loop", "fail-closed").await;
     let started = Instant::now();
     let reply = call(&stack, Call::soap(sample(REQUEST))).await;
-    assert_eq!(reply.fault_code().as_deref(), Some("RTP190"));
+    reply.assert_fault_code("RTP190");
     assert!(reply.text().contains("deadline"), "{}", reply.text());
     assert!(
         started.elapsed() < Duration::from_secs(5),
@@ -137,12 +132,7 @@ async fn a_looping_policy_is_stopped_by_its_deadline() {
 async fn a_policy_allocating_without_bound_is_stopped_by_its_memory_cap() {
     let stack = stack("allocate", "fail-closed").await;
     let reply = call(&stack, Call::soap(sample(REQUEST))).await;
-    assert_eq!(
-        reply.fault_code().as_deref(),
-        Some("RTP190"),
-        "{}",
-        reply.text()
-    );
+    reply.assert_fault_code("RTP190");
     assert!(stack.sim.calls().is_empty());
 }
 
@@ -158,7 +148,7 @@ async fn the_proxy_keeps_serving_other_routes_while_a_policy_fails() {
     let stack = Stack::start(&routes).await;
     for _ in 0..3 {
         let reply = call(&stack, Call::soap(sample(REQUEST))).await;
-        assert_eq!(reply.fault_code().as_deref(), Some("RTP190"));
+        reply.assert_fault_code("RTP190");
     }
     let other = String::from_utf8(sample(REQUEST))
         .unwrap()

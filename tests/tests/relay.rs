@@ -129,7 +129,7 @@ async fn osc_is_set_from_the_certificate_kept_for_trusted_callers_and_rejected_o
         .await
         .unwrap();
     assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
-    assert_eq!(reply.fault_code().as_deref(), Some("VP013"));
+    reply.assert_fault_code("VP013");
     assert!(
         sim.calls().is_empty(),
         "a rejected call must not reach NTjP"
@@ -230,7 +230,7 @@ async fn routing_history_is_appended_and_a_loop_is_refused() {
     let call =
         Call::soap(sample(REQUESTS[0])).header("x-rivta-routing-history", "SE1#ntjp#rtp-test");
     let reply = post_tls(addr, &consumer, call).await.unwrap();
-    assert_eq!(reply.fault_code().as_deref(), Some("VP014"));
+    reply.assert_fault_code("VP014");
     assert!(sim.calls().is_empty());
     proxy.shutdown().await;
     sim.shutdown().await;
@@ -259,7 +259,7 @@ async fn the_plain_listener_takes_identity_from_x_vp_sender_id_only_from_allowed
     let reply = post_plain(addr, Call::soap(sample(REQUESTS[0])))
         .await
         .unwrap();
-    assert_eq!(reply.fault_code().as_deref(), Some("VP002"));
+    reply.assert_fault_code("VP002");
     proxy.shutdown().await;
 
     // A listener that allows only another network refuses loopback callers.
@@ -271,7 +271,7 @@ async fn the_plain_listener_takes_identity_from_x_vp_sender_id_only_from_allowed
     let proxy = start_proxy(&text).await;
     let call = Call::soap(sample(REQUESTS[0])).header("x-vp-sender-id", ids::CONSUMER);
     let reply = post_plain(proxy.http_addr.unwrap(), call).await.unwrap();
-    assert_eq!(reply.fault_code().as_deref(), Some("VP011"));
+    reply.assert_fault_code("VP011");
     assert!(sim.calls().is_empty());
     proxy.shutdown().await;
     sim.shutdown().await;

@@ -229,12 +229,7 @@ async fn a_changed_config_file_is_reloaded_and_a_broken_one_keeps_the_running_co
     let reply = post_tls(addr, &tls, Call::soap(sample(REQUEST)))
         .await
         .unwrap();
-    assert_eq!(
-        reply.fault_code().as_deref(),
-        Some("RTP199"),
-        "{}",
-        reply.text()
-    );
+    reply.assert_fault_code("RTP199");
 
     // A broken file: the error names file and line, and the running config stays.
     std::fs::write(

@@ -148,5 +148,5 @@ async fn a_malformed_answer_becomes_a_fault_not_a_partial_release() {
         "{}",
         reply.text()
     );
-    assert_eq!(reply.fault_code().as_deref(), Some("VP009"));
+    reply.assert_fault_code("VP009");
 }

@@ -222,12 +222,7 @@ fn assert_fault(reply: &Reply, code: &str) {
         "{}",
         reply.text()
     );
-    assert_eq!(
-        reply.fault_code().as_deref(),
-        Some(code),
-        "{}",
-        reply.text()
-    );
+    reply.assert_fault_code(code);
     assert!(
         !reply.text().contains(ids::PATIENT),
         "no personnummer in a fault: {}",
