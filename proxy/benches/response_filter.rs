@@ -121,6 +121,7 @@ fn response_phase(c: &mut Criterion) {
                 call: call.clone(),
                 contract,
                 batch_bytes: 1024 * 1024,
+                max_record_bytes: 32 * 1024 * 1024,
                 access_log: None,
                 access_context: AccessContext {
                     contract: CD2.into(),

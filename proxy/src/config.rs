@@ -144,6 +144,10 @@ pub struct PolicySandbox {
     /// records and it is released: bounds the memory per call.
     #[serde(default = "default_response_batch_bytes")]
     pub response_batch_bytes: u64,
+    /// Largest single record the response phase holds while it is still incomplete: a
+    /// bigger one fails the answer (VP009) instead of growing the memory without bound.
+    #[serde(default = "default_max_record_bytes")]
+    pub max_record_bytes: u64,
 }
 
 impl Default for PolicySandbox {
@@ -157,12 +161,17 @@ impl Default for PolicySandbox {
             watch: true,
             reload_debounce_ms: default_reload_debounce_ms(),
             response_batch_bytes: default_response_batch_bytes(),
+            max_record_bytes: default_max_record_bytes(),
         }
     }
 }
 
 fn default_response_batch_bytes() -> u64 {
     1024 * 1024
+}
+
+fn default_max_record_bytes() -> u64 {
+    32 * 1024 * 1024
 }
 
 /// `[[route.policy]]`: one policy in a route's pipeline, in order.
@@ -638,10 +647,13 @@ impl Config {
                 ));
             }
         }
-        if self.policies.deadline_ms == 0 || self.policies.memory_limit_bytes == 0 {
+        if self.policies.deadline_ms == 0
+            || self.policies.memory_limit_bytes == 0
+            || self.policies.max_record_bytes == 0
+        {
             return Err(Invalid::at(
                 KeyPath::new("policies"),
-                "deadline_ms and memory_limit_bytes must be greater than zero",
+                "deadline_ms, memory_limit_bytes and max_record_bytes must be greater than zero",
             ));
         }
         if self.https.is_none() && self.http.is_none() {
@@ -1128,6 +1140,15 @@ name = "all"
         assert_eq!(config.routes[0].contract, "*");
         assert_eq!(config.route_upstream(&config.routes[0]), Some("ntjp"));
         assert_eq!(config.upstreams[0].response_timeout_ms, 32_000);
+        assert_eq!(config.policies.max_record_bytes, 32 * 1024 * 1024);
+    }
+
+    #[test]
+    fn a_zero_record_limit_is_refused_naming_the_section() {
+        let text = format!("{GOOD}\n[policies]\nmax_record_bytes = 0\n");
+        let err = parse(&text).unwrap_err();
+        assert!(err.to_string().contains("max_record_bytes"), "{err}");
+        assert_eq!(err.key.as_deref(), Some("policies"), "{err}");
     }
 
     #[test]

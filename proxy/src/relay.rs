@@ -67,6 +67,7 @@ pub struct Relay {
     /// entries are made durable.
     services: HostServices,
     response_batch_bytes: u64,
+    max_record_bytes: u64,
     metrics: Arc<Metrics>,
     /// Route names as metric labels, made once.
     route_labels: HashMap<String, Label>,
@@ -194,6 +195,7 @@ impl Relay {
             reloader,
             services,
             response_batch_bytes: config.policies.response_batch_bytes.max(1),
+            max_record_bytes: config.policies.max_record_bytes,
             route_labels: config
                 .routes
                 .iter()
@@ -442,6 +444,7 @@ impl Relay {
             call: view,
             contract,
             batch_bytes: self.response_batch_bytes,
+            max_record_bytes: self.max_record_bytes,
             access_log: self.services.access_log.clone(),
             decision: seen.decision.clone(),
         }

@@ -150,3 +150,55 @@ async fn a_malformed_answer_becomes_a_fault_not_a_partial_release() {
     );
     reply.assert_fault_code("VP009");
 }
+
+/// A record bigger than `max_record_bytes` cannot be held whole: the answer is refused
+/// with VP009 instead of growing the proxy's memory; normal records still pass.
+#[tokio::test]
+async fn a_record_over_max_record_bytes_is_refused_not_buffered() {
+    let answer = big_answer(3);
+    let text = String::from_utf8(answer.clone()).unwrap();
+    let huge_note = "x".repeat(64 * 1024);
+    // The first record: nothing has gone out yet, so the caller gets the fault (later,
+    // the body would be broken off, as for any fault after the first release).
+    let oversized = text.replacen("note 0 with", &format!("note 0 {huge_note} with"), 1);
+    let pki = Pki::generate();
+    let config_for = |url: &str| {
+        proxy_toml(
+            &pki,
+            url,
+            &route_with_test_policy("drop-even-records", "fail-closed"),
+        )
+        .replace(
+            "deadline_ms = 50",
+            "deadline_ms = 50\nresponse_batch_bytes = 1200\nmax_record_bytes = 16384",
+        )
+    };
+
+    let producer = StaticProducer::start(StatusCode::OK, oversized.into_bytes()).await;
+    let proxy = start_proxy(&config_for(&producer.url())).await;
+    let reply = post_tls(
+        proxy.https_addr.unwrap(),
+        &pki.client(Some("consumer")),
+        Call::soap(sample(REQUEST)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
+    reply.assert_fault_code("VP009");
+    assert!(
+        reply.text().contains("max_record_bytes"),
+        "{}",
+        reply.text()
+    );
+
+    let producer = StaticProducer::start(StatusCode::OK, answer).await;
+    let proxy = start_proxy(&config_for(&producer.url())).await;
+    let reply = post_tls(
+        proxy.https_addr.unwrap(),
+        &pki.client(Some("consumer")),
+        Call::soap(sample(REQUEST)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+}

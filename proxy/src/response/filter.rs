@@ -31,6 +31,9 @@ pub struct ResponseFilter {
     pub contract: &'static ContractInfo,
     /// Bytes collected before a batch is decided and released.
     pub batch_bytes: u64,
+    /// Largest record held while incomplete (beyond a full batch): bounds the memory
+    /// a producer's answer can take.
+    pub max_record_bytes: u64,
     pub access_log: Option<Arc<dyn AccessSink>>,
     pub access_context: AccessContext,
     /// The call's decision-log entry: the policies' verdicts on each batch go there.
@@ -118,7 +121,17 @@ impl ResponseFilter {
                     })
                     .map_err(|e| unreadable(&e.to_string()))?;
                 match parsed {
-                    Parsed::NeedMore => break,
+                    Parsed::NeedMore => {
+                        // Nothing can be released before the record being read ends.
+                        let held = source.retained_bytes();
+                        if held > self.batch_bytes.saturating_add(self.max_record_bytes) {
+                            return Err(unreadable(&format!(
+                                "{held} bytes held without a complete record; a record may take at most {} bytes ([policies] max_record_bytes)",
+                                self.max_record_bytes
+                            )));
+                        }
+                        break;
+                    }
                     Parsed::Cut(upto) => {
                         self.release(&mut batch, false, &mut source, &mut emitted, upto, out)
                             .await?;
