@@ -2,8 +2,8 @@
 //! into batches, let the pipeline decide on each batch, make the access-log entries
 //! durable, and emit the batch without the dropped records.
 //!
-//! Memory is bounded by one batch (`batch_bytes`, or the largest record when one is
-//! bigger), not by the body. The status and headers wait for the first batch's verdict,
+//! Memory is bounded by one batch (`batch_bytes`) plus the record being received when it
+//! runs past the batch (at most `max_record_bytes`), not by the body. The status and headers wait for the first batch's verdict,
 //! so a response that fits in one batch (the usual case) can still be replaced by a
 //! fault. A fault on a later batch aborts the body mid-stream: the consumer gets a
 //! broken answer, never records a policy refused.
