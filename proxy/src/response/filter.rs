@@ -114,10 +114,12 @@ impl ResponseFilter {
                 parser.append(chunk);
             }
             loop {
+                // A batch is cut between records once it spans `batch_bytes`, also when
+                // it holds no record (an answer the scanner finds no records in).
                 let batch_bytes = self.batch_bytes;
                 let parsed = parser
-                    .parse(finished, &mut batch, || {
-                        source.retained_bytes() >= batch_bytes
+                    .parse(finished, &mut batch, |at, _| {
+                        at.saturating_sub(emitted) >= batch_bytes
                     })
                     .map_err(|e| unreadable(&e.to_string()))?;
                 match parsed {
@@ -133,9 +135,11 @@ impl ResponseFilter {
                         break;
                     }
                     Parsed::Cut(upto) => {
+                        // Without records the pipeline is not asked (yet): it still sees
+                        // the answer once at the end if it never saw a record.
+                        decided |= !batch.is_empty();
                         self.release(&mut batch, false, &mut source, &mut emitted, upto, out)
                             .await?;
-                        decided = true;
                     }
                     Parsed::End(upto) => {
                         let force = !decided;

@@ -62,14 +62,14 @@ impl RecordParser {
         self.bytes.extend_from_slice(chunk);
     }
 
-    /// Parses what can be parsed, pushing each record found to `batch`. Whenever the
-    /// scanner is between records with a non-empty batch, `cut_here` is asked whether
-    /// to stop there. `finished`: the body has ended; all of it is parsed.
+    /// Parses what can be parsed, pushing each record found to `batch`. After each event
+    /// that leaves the scanner between records, `cut_here(offset, records in batch)` is
+    /// asked whether to stop there. `finished`: the body has ended; all of it is parsed.
     pub fn parse(
         &mut self,
         finished: bool,
         batch: &mut Vec<ScannedRecord>,
-        mut cut_here: impl FnMut() -> bool,
+        mut cut_here: impl FnMut(u64, usize) -> bool,
     ) -> Result<Parsed, ParseError> {
         let len = if finished {
             self.bytes.len()
@@ -110,7 +110,7 @@ impl RecordParser {
                 batch.push(record);
             }
             parsed = end;
-            if self.scanner.between_records() && !batch.is_empty() && cut_here() {
+            if self.scanner.between_records() && cut_here(self.base + end, batch.len()) {
                 break Parsed::Cut(self.base + end);
             }
         };
@@ -167,7 +167,7 @@ mod tests {
                 parser.append(chunk);
             }
             loop {
-                let parsed = parser.parse(chunk.is_none(), &mut batch, || true)?;
+                let parsed = parser.parse(chunk.is_none(), &mut batch, |_, records| records > 0)?;
                 // As the filter does: a cut releases the batch.
                 records.append(&mut batch);
                 match parsed {
@@ -238,5 +238,24 @@ mod tests {
                 "{size}"
             );
         }
+    }
+
+    #[test]
+    fn an_answer_without_records_can_be_cut_too() {
+        let body = tricky_document()
+            .replace("careDocumentation note", "other note")
+            .replace("</r:careDocumentation>", "</r:other>");
+        assert!(scan_document(lookup(CD2).unwrap(), body.as_bytes())
+            .unwrap()
+            .is_empty());
+        let mut parser = RecordParser::new(lookup(CD2).unwrap());
+        parser.append(body.as_bytes());
+        let mut batch = Vec::new();
+        let parsed = parser.parse(false, &mut batch, |at, _| at >= 1000).unwrap();
+        let Parsed::Cut(at) = parsed else {
+            panic!("no cut: {parsed:?}");
+        };
+        assert!(at >= 1000 && batch.is_empty(), "{at}");
+        assert_eq!(&body.as_bytes()[at as usize - 1..at as usize], b">");
     }
 }
