@@ -202,3 +202,41 @@ async fn a_record_over_max_record_bytes_is_refused_not_buffered() {
     .unwrap();
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
 }
+
+/// An answer in which the scanner finds no records streams in batches like any other:
+/// it is not held whole (which `max_record_bytes` would refuse), and goes out unchanged.
+#[tokio::test]
+async fn an_answer_without_records_streams_in_batches() {
+    let mut text = String::from_utf8(big_answer(0)).unwrap();
+    let filler: String = (0..400)
+        .map(|i| {
+            format!(
+                "<c:note>filler {i}, some length to it so the answer spans many batches</c:note>\n"
+            )
+        })
+        .collect();
+    text = text.replacen("<r:result>", &format!("{filler}<r:result>"), 1);
+    let answer = text.into_bytes();
+    assert!(answer.len() > 30_000);
+    let producer = StaticProducer::start(StatusCode::OK, answer.clone()).await;
+    let pki = Pki::generate();
+    let config = proxy_toml(
+        &pki,
+        &producer.url(),
+        &route_with_test_policy("drop-even-records", "fail-closed"),
+    )
+    .replace(
+        "deadline_ms = 50",
+        "deadline_ms = 50\nresponse_batch_bytes = 1200\nmax_record_bytes = 4096",
+    );
+    let proxy = start_proxy(&config).await;
+    let reply = post_tls(
+        proxy.https_addr.unwrap(),
+        &pki.client(Some("consumer")),
+        Call::soap(sample(REQUEST)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert_eq!(reply.body, answer);
+}

@@ -125,7 +125,7 @@ impl ResponseFilter {
                 match parsed {
                     Parsed::NeedMore => {
                         // Nothing can be released before the record being read ends.
-                        let held = source.retained_bytes();
+                        let held = source.received() - emitted;
                         if held > self.batch_bytes.saturating_add(self.max_record_bytes) {
                             return Err(unreadable(&format!(
                                 "{held} bytes held without a complete record; a record may take at most {} bytes ([policies] max_record_bytes)",
