@@ -20,6 +20,28 @@ async fn call_stack(stack: &Stack) -> Reply {
     .unwrap()
 }
 
+/// Sends the sample request through a proxy whose route has the test policy with
+/// `behaviour`, in front of a producer that answers `answer`; `policies` adds lines to
+/// the config's `[policies]` section (e.g. a small `response_batch_bytes`).
+async fn answer_through(answer: Vec<u8>, behaviour: &str, policies: &str) -> Reply {
+    let producer = StaticProducer::start(StatusCode::OK, answer).await;
+    let pki = Pki::generate();
+    let config = proxy_toml(
+        &pki,
+        &producer.url(),
+        &route_with_test_policy(behaviour, "fail-closed"),
+    )
+    .replace("deadline_ms = 50", &format!("deadline_ms = 50\n{policies}"));
+    let proxy = start_proxy(&config).await;
+    post_tls(
+        proxy.https_addr.unwrap(),
+        &pki.client(Some("consumer")),
+        Call::soap(sample(REQUEST)),
+    )
+    .await
+    .unwrap()
+}
+
 /// The record ids of a CD2 answer, read by a full parse (which also proves the XML is
 /// well-formed).
 fn record_ids(body: &[u8]) -> Vec<String> {
@@ -65,27 +87,13 @@ fn big_answer(n: usize) -> Vec<u8> {
 
 #[tokio::test]
 async fn a_large_answer_is_filtered_in_batches_without_losing_or_reordering_records() {
-    let answer = big_answer(200);
-    let producer = StaticProducer::start(StatusCode::OK, answer.clone()).await;
-    let pki = Pki::generate();
-    let config = proxy_toml(
-        &pki,
-        &producer.url(),
-        &route_with_test_policy("drop-even-records", "fail-closed"),
-    )
     // Batches of about two records: the answer goes out in a hundred releases.
-    .replace(
-        "deadline_ms = 50",
-        "deadline_ms = 50\nresponse_batch_bytes = 1200",
-    );
-    let proxy = start_proxy(&config).await;
-    let reply = post_tls(
-        proxy.https_addr.unwrap(),
-        &pki.client(Some("consumer")),
-        Call::soap(sample(REQUEST)),
+    let reply = answer_through(
+        big_answer(200),
+        "drop-even-records",
+        "response_batch_bytes = 1200",
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
     let kept = record_ids(&reply.body);
     let expected: Vec<String> = (0..200)
@@ -104,21 +112,7 @@ async fn a_large_answer_is_filtered_in_batches_without_losing_or_reordering_reco
 #[tokio::test]
 async fn without_response_policies_the_body_passes_byte_for_byte() {
     let answer = big_answer(20);
-    let producer = StaticProducer::start(StatusCode::OK, answer.clone()).await;
-    let pki = Pki::generate();
-    let config = proxy_toml(
-        &pki,
-        &producer.url(),
-        &route_with_test_policy("allow", "fail-closed"),
-    );
-    let proxy = start_proxy(&config).await;
-    let reply = post_tls(
-        proxy.https_addr.unwrap(),
-        &pki.client(Some("consumer")),
-        Call::soap(sample(REQUEST)),
-    )
-    .await
-    .unwrap();
+    let reply = answer_through(answer.clone(), "allow", "").await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
     assert_eq!(reply.body, answer);
 }
@@ -127,21 +121,7 @@ async fn without_response_policies_the_body_passes_byte_for_byte() {
 async fn a_malformed_answer_becomes_a_fault_not_a_partial_release() {
     let mut answer = big_answer(3);
     answer.truncate(answer.len() - 40);
-    let producer = StaticProducer::start(StatusCode::OK, answer).await;
-    let pki = Pki::generate();
-    let config = proxy_toml(
-        &pki,
-        &producer.url(),
-        &route_with_test_policy("drop-even-records", "fail-closed"),
-    );
-    let proxy = start_proxy(&config).await;
-    let reply = post_tls(
-        proxy.https_addr.unwrap(),
-        &pki.client(Some("consumer")),
-        Call::soap(sample(REQUEST)),
-    )
-    .await
-    .unwrap();
+    let reply = answer_through(answer, "drop-even-records", "").await;
     assert_eq!(
         reply.status,
         StatusCode::INTERNAL_SERVER_ERROR,
@@ -161,28 +141,9 @@ async fn a_record_over_max_record_bytes_is_refused_not_buffered() {
     // The first record: nothing has gone out yet, so the caller gets the fault (later,
     // the body would be broken off, as for any fault after the first release).
     let oversized = text.replacen("note 0 with", &format!("note 0 {huge_note} with"), 1);
-    let pki = Pki::generate();
-    let config_for = |url: &str| {
-        proxy_toml(
-            &pki,
-            url,
-            &route_with_test_policy("drop-even-records", "fail-closed"),
-        )
-        .replace(
-            "deadline_ms = 50",
-            "deadline_ms = 50\nresponse_batch_bytes = 1200\nmax_record_bytes = 16384",
-        )
-    };
+    let limits = "response_batch_bytes = 1200\nmax_record_bytes = 16384";
 
-    let producer = StaticProducer::start(StatusCode::OK, oversized.into_bytes()).await;
-    let proxy = start_proxy(&config_for(&producer.url())).await;
-    let reply = post_tls(
-        proxy.https_addr.unwrap(),
-        &pki.client(Some("consumer")),
-        Call::soap(sample(REQUEST)),
-    )
-    .await
-    .unwrap();
+    let reply = answer_through(oversized.into_bytes(), "drop-even-records", limits).await;
     assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
     reply.assert_fault_code("VP009");
     assert!(
@@ -191,15 +152,7 @@ async fn a_record_over_max_record_bytes_is_refused_not_buffered() {
         reply.text()
     );
 
-    let producer = StaticProducer::start(StatusCode::OK, answer).await;
-    let proxy = start_proxy(&config_for(&producer.url())).await;
-    let reply = post_tls(
-        proxy.https_addr.unwrap(),
-        &pki.client(Some("consumer")),
-        Call::soap(sample(REQUEST)),
-    )
-    .await
-    .unwrap();
+    let reply = answer_through(answer, "drop-even-records", limits).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
 }
 
@@ -218,25 +171,12 @@ async fn an_answer_without_records_streams_in_batches() {
     text = text.replacen("<r:result>", &format!("{filler}<r:result>"), 1);
     let answer = text.into_bytes();
     assert!(answer.len() > 30_000);
-    let producer = StaticProducer::start(StatusCode::OK, answer.clone()).await;
-    let pki = Pki::generate();
-    let config = proxy_toml(
-        &pki,
-        &producer.url(),
-        &route_with_test_policy("drop-even-records", "fail-closed"),
+    let reply = answer_through(
+        answer.clone(),
+        "drop-even-records",
+        "response_batch_bytes = 1200\nmax_record_bytes = 4096",
     )
-    .replace(
-        "deadline_ms = 50",
-        "deadline_ms = 50\nresponse_batch_bytes = 1200\nmax_record_bytes = 4096",
-    );
-    let proxy = start_proxy(&config).await;
-    let reply = post_tls(
-        proxy.https_addr.unwrap(),
-        &pki.client(Some("consumer")),
-        Call::soap(sample(REQUEST)),
-    )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
     assert_eq!(reply.body, answer);
 }
