@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use rtp_proxy::config::Config;
@@ -134,6 +134,47 @@ impl Reply {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
+}
+
+/// A request to the admin listener on a fresh connection: status and body. Bounded:
+/// panics if the listener does not answer within a minute.
+pub async fn admin_request(
+    addr: SocketAddr,
+    method: http::Method,
+    path: &str,
+) -> (StatusCode, String) {
+    tokio::time::timeout(Duration::from_secs(60), async {
+        let tcp = TcpStream::connect(addr).await.expect("connect to admin");
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+            .await
+            .expect("admin handshake");
+        let driver = tokio::spawn(connection);
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", addr.to_string())
+            .body(Empty::<Bytes>::new())
+            .expect("request");
+        let response = sender.send_request(request).await.expect("admin answer");
+        let status = response.status();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        driver.abort();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    })
+    .await
+    .expect("admin answered in time")
+}
+
+/// `GET /metrics` from the admin listener, which must answer 200.
+pub async fn scrape_metrics(addr: SocketAddr) -> String {
+    let (status, body) = admin_request(addr, http::Method::GET, "/metrics").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
 }
 
 /// A request to send.

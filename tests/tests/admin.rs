@@ -8,57 +8,24 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http::{Method, Request, StatusCode};
-use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::TokioIo;
+use http::{Method, StatusCode};
 use rtp_proxy::config::Config;
 use rtp_proxy_tests::*;
 use serde_json::Value;
-use tokio::net::TcpStream;
 
 const REQUEST: &str = "01_GetCareDocumentation_v2_request.xml";
 /// The logical address in sample 01.
 const SAMPLE_ADDRESS: &str = "<urn:LogicalAddress>VS-1</urn:LogicalAddress>";
 const ADMIN: &str = "\n[admin]\nlisten = \"127.0.0.1:0\"\n";
 
-/// An admin request on a fresh connection: status and body.
-async fn admin(addr: SocketAddr, method: Method, path: &str) -> (StatusCode, String) {
-    tokio::time::timeout(Duration::from_secs(60), async {
-        let tcp = TcpStream::connect(addr).await.expect("connect to admin");
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-            .await
-            .expect("admin handshake");
-        let driver = tokio::spawn(connection);
-        let request = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", addr.to_string())
-            .body(Empty::<Bytes>::new())
-            .expect("request");
-        let response = sender.send_request(request).await.expect("admin answer");
-        let status = response.status();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
-        driver.abort();
-        (status, String::from_utf8_lossy(&body).into_owned())
-    })
-    .await
-    .expect("admin answered in time")
-}
-
 async fn get_json(addr: SocketAddr, path: &str) -> Value {
-    let (status, body) = admin(addr, Method::GET, path).await;
+    let (status, body) = admin_request(addr, Method::GET, path).await;
     assert_eq!(status, StatusCode::OK, "{path}: {body}");
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
 }
 
 async fn post_reload(addr: SocketAddr) -> Value {
-    let (status, body) = admin(addr, Method::POST, "/reload").await;
+    let (status, body) = admin_request(addr, Method::POST, "/reload").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("/reload: {e}: {body}"))
 }
@@ -168,8 +135,7 @@ fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64>
 }
 
 async fn scrape(addr: SocketAddr) -> (String, Vec<Sample>) {
-    let (status, text) = admin(addr, Method::GET, "/metrics").await;
-    assert_eq!(status, StatusCode::OK, "{text}");
+    let text = scrape_metrics(addr).await;
     let samples = parse_metrics(&text);
     (text, samples)
 }
@@ -561,26 +527,26 @@ async fn health_readiness_and_http_errors() {
     .await;
     let addr = stack.proxy.admin_addr.unwrap();
     assert_eq!(
-        admin(addr, Method::GET, "/healthz").await,
+        admin_request(addr, Method::GET, "/healthz").await,
         (StatusCode::OK, "ok\n".to_owned())
     );
-    let (status, body) = admin(addr, Method::GET, "/readyz").await;
+    let (status, body) = admin_request(addr, Method::GET, "/readyz").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["ready"], true);
     assert_eq!(
-        admin(addr, Method::GET, "/nope").await.0,
+        admin_request(addr, Method::GET, "/nope").await.0,
         StatusCode::NOT_FOUND
     );
     assert_eq!(
-        admin(addr, Method::POST, "/metrics").await.0,
+        admin_request(addr, Method::POST, "/metrics").await.0,
         StatusCode::METHOD_NOT_ALLOWED
     );
     assert_eq!(
-        admin(addr, Method::GET, "/reload").await.0,
+        admin_request(addr, Method::GET, "/reload").await.0,
         StatusCode::METHOD_NOT_ALLOWED
     );
     assert_eq!(
-        admin(addr, Method::DELETE, "/policies").await.0,
+        admin_request(addr, Method::DELETE, "/policies").await.0,
         StatusCode::METHOD_NOT_ALLOWED
     );
 
@@ -594,8 +560,11 @@ async fn health_readiness_and_http_errors() {
     );
     let proxy = start_proxy(&text).await;
     let addr = proxy.admin_addr.unwrap();
-    assert_eq!(admin(addr, Method::GET, "/healthz").await.0, StatusCode::OK);
-    let (status, body) = admin(addr, Method::GET, "/readyz").await;
+    assert_eq!(
+        admin_request(addr, Method::GET, "/healthz").await.0,
+        StatusCode::OK
+    );
+    let (status, body) = admin_request(addr, Method::GET, "/readyz").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     let answer: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(answer["ready"], false);
@@ -653,7 +622,7 @@ async fn a_crash_looping_policy_is_counted_and_makes_the_proxy_unready() {
         "{text}"
     );
 
-    let (status, body) = admin(addr, Method::GET, "/readyz").await;
+    let (status, body) = admin_request(addr, Method::GET, "/readyz").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert!(body.contains("crash-looping"), "{body}");
     let policies = get_json(addr, "/policies").await;

@@ -9,21 +9,16 @@
 //! proxy's tasks run on other threads, so a per-thread subscriber would miss them);
 //! each test finds its own lines by the correlation id it sent.
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::StatusCode;
-use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::TokioIo;
 use rtp_proxy::contracts;
 use rtp_proxy::decision::masked_patient_id;
 use rtp_proxy::response::scan::scan_document;
 use rtp_proxy::server::RunningProxy;
 use rtp_proxy_tests::*;
 use serde_json::Value;
-use tokio::net::TcpStream;
 
 const REQUEST: &str = "01_GetCareDocumentation_v2_request.xml";
 const CD2: &str = "urn:riv:clinicalprocess:healthcond:description:GetCareDocumentationResponder:2";
@@ -112,29 +107,6 @@ fn record_ids(body: &[u8]) -> Vec<String> {
         .collect()
 }
 
-/// `/metrics` from the admin listener.
-async fn scrape(addr: SocketAddr) -> String {
-    let tcp = TcpStream::connect(addr).await.expect("connect to admin");
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-        .await
-        .expect("admin handshake");
-    let driver = tokio::spawn(connection);
-    let request = http::Request::get("/metrics")
-        .header("host", addr.to_string())
-        .body(Empty::<Bytes>::new())
-        .expect("request");
-    let response = sender.send_request(request).await.expect("admin answer");
-    assert_eq!(response.status(), StatusCode::OK);
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
-    driver.abort();
-    String::from_utf8_lossy(&body).into_owned()
-}
-
 /// The value of the sample with exactly this name and label text, if present.
 fn sample_value(text: &str, series: &str) -> Option<f64> {
     text.lines()
@@ -174,7 +146,7 @@ async fn a_dry_run_reject_lets_the_call_through_and_is_logged_and_counted() {
     assert_eq!(request["dry_run"], true);
     assert!(request["micros"].is_u64());
 
-    let metrics = scrape(stack.proxy.admin_addr.expect("admin")).await;
+    let metrics = scrape_metrics(stack.proxy.admin_addr.expect("admin")).await;
     assert_eq!(
         sample_value(
             &metrics,

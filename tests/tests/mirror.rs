@@ -4,18 +4,13 @@
 //! mirror never slows the primary, the concurrency cap skips rather than queues, and
 //! `sample_rate` copies no call at 0 and about its share of them otherwise.
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http::{Request, StatusCode};
-use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::TokioIo;
+use http::StatusCode;
 use rtp_proxy::server::RunningProxy;
 use rtp_proxy_tests::*;
 use serde_json::Value;
-use tokio::net::TcpStream;
 
 const REQUEST: &str = "01_GetCareDocumentation_v2_request.xml";
 
@@ -72,27 +67,6 @@ upstream = "mirror"
     start_proxy(&proxy_toml(pki, primary_url, &extra)).await
 }
 
-async fn metrics(addr: SocketAddr) -> String {
-    let tcp = TcpStream::connect(addr).await.expect("connect to admin");
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-        .await
-        .expect("admin handshake");
-    let driver = tokio::spawn(connection);
-    let request = Request::get("/metrics")
-        .header("host", addr.to_string())
-        .body(Empty::<Bytes>::new())
-        .expect("request");
-    let response = sender.send_request(request).await.expect("admin answer");
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
-    driver.abort();
-    String::from_utf8_lossy(&body).into_owned()
-}
-
 /// `rtp_mirror_calls_total` of the route `cd` with this result.
 fn mirror_calls(text: &str, result: &str) -> u64 {
     let labels = format!("rtp_mirror_calls_total{{route=\"cd\",result=\"{result}\"}} ");
@@ -107,7 +81,7 @@ async fn wait_for(proxy: &RunningProxy, result: &str, count: u64) -> String {
     let addr = proxy.admin_addr.expect("admin listener");
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let text = metrics(addr).await;
+        let text = scrape_metrics(addr).await;
         if mirror_calls(&text, result) >= count || Instant::now() > deadline {
             return text;
         }
@@ -354,7 +328,7 @@ async fn settled(proxy: &RunningProxy, mirror: &StaticProducer) -> String {
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut last = None;
     loop {
-        let text = metrics(addr).await;
+        let text = scrape_metrics(addr).await;
         let now = (counted(&text), mirror.received().len() as u64);
         if (now.0 == now.1 && last == Some(now)) || Instant::now() > deadline {
             return text;
