@@ -177,6 +177,17 @@ pub async fn scrape_metrics(addr: SocketAddr) -> String {
     body
 }
 
+/// The record ids of an answer of `contract`, read by a full parse (which also proves
+/// the XML is well-formed).
+pub fn record_ids(contract: &str, body: &[u8]) -> Vec<String> {
+    let contract = rtp_proxy::contracts::lookup(contract).expect("an NPÖ contract");
+    rtp_proxy::response::scan::scan_document(contract, body)
+        .unwrap_or_else(|e| panic!("the answer is not well-formed: {e}"))
+        .into_iter()
+        .map(|r| r.summary.id.unwrap_or_default())
+        .collect()
+}
+
 /// A request to send.
 pub struct Call<'a> {
     pub path: &'a str,
