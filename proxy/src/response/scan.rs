@@ -64,79 +64,136 @@ struct Current {
     capture: bool,
 }
 
-/// Local names from the record element (exclusive) down to the current element. The
-/// strings are reused across records: reading a record allocates nothing per element.
+/// The path from the record element (exclusive) down to the current element: local
+/// names joined by '/', in one buffer reused across records. Reading a record allocates
+/// nothing per element, and a time's field path is the buffer as it stands.
 #[derive(Default)]
 struct Path {
-    names: Vec<String>,
-    depth: usize,
+    joined: Vec<u8>,
+    /// Where each segment starts in `joined`, outermost first.
+    starts: Vec<usize>,
 }
 
 impl Path {
+    fn clear(&mut self) {
+        self.joined.clear();
+        self.starts.clear();
+    }
+
     fn push(&mut self, name: &[u8]) {
-        let name = match std::str::from_utf8(name) {
-            Ok(name) => std::borrow::Cow::Borrowed(name),
-            Err(_) => String::from_utf8_lossy(name),
-        };
-        match self.names.get_mut(self.depth) {
-            Some(slot) => {
-                slot.clear();
-                slot.push_str(&name);
-            }
-            None => self.names.push(name.into_owned()),
+        if !self.starts.is_empty() {
+            self.joined.push(b'/');
         }
-        self.depth += 1;
+        self.starts.push(self.joined.len());
+        self.joined.extend_from_slice(name);
     }
 
     fn pop(&mut self) {
-        self.depth = self.depth.saturating_sub(1);
+        if let Some(start) = self.starts.pop() {
+            // The separator before the segment goes with it.
+            self.joined.truncate(start.saturating_sub(1));
+        }
     }
 
-    fn as_slice(&self) -> &[String] {
-        &self.names[..self.depth]
+    fn len(&self) -> usize {
+        self.starts.len()
+    }
+
+    fn segment(&self, i: usize) -> &[u8] {
+        let end = self
+            .starts
+            .get(i + 1)
+            .map_or(self.joined.len(), |next| next - 1);
+        &self.joined[self.starts[i]..end]
+    }
+
+    fn first(&self) -> Option<&[u8]> {
+        (!self.starts.is_empty()).then(|| self.segment(0))
+    }
+
+    fn last(&self) -> Option<&[u8]> {
+        self.len().checked_sub(1).map(|i| self.segment(i))
+    }
+
+    /// Whether the innermost segments are `suffix`, compared ignoring ASCII case.
+    fn ends_with(&self, suffix: &[&str]) -> bool {
+        let Some(first) = self.len().checked_sub(suffix.len()) else {
+            return false;
+        };
+        suffix.iter().enumerate().all(|(i, name)| {
+            self.segment(first + i)
+                .eq_ignore_ascii_case(name.as_bytes())
+        })
+    }
+
+    fn to_field(&self) -> String {
+        String::from_utf8_lossy(&self.joined).into_owned()
     }
 }
 
 /// The qualified names of the elements open, outermost first. The scanner checks end
 /// tags itself (the streaming filter parses each received stretch with a fresh reader,
-/// which cannot). Buffers are reused: an element costs no allocation once the
+/// which cannot). One buffer holds them all: an element costs no allocation once the
 /// document's depth has been reached.
 #[derive(Default)]
 struct OpenElements {
-    names: Vec<Vec<u8>>,
-    len: usize,
+    names: Vec<u8>,
+    /// Where each open element's name starts in `names`.
+    starts: Vec<usize>,
 }
 
 impl OpenElements {
     fn push(&mut self, name: &[u8]) {
-        match self.names.get_mut(self.len) {
-            Some(slot) => {
-                slot.clear();
-                slot.extend_from_slice(name);
-            }
-            None => self.names.push(name.to_vec()),
-        }
-        self.len += 1;
+        self.starts.push(self.names.len());
+        self.names.extend_from_slice(name);
     }
 
     /// Closes the innermost element if `name` is its name; else says what was wrong.
     fn pop(&mut self, name: &[u8]) -> Result<(), String> {
-        let Some(open) = self.len.checked_sub(1).map(|i| &self.names[i]) else {
+        let Some(&start) = self.starts.last() else {
             return Err(format!(
                 "end tag </{}> without a start tag",
                 String::from_utf8_lossy(name)
             ));
         };
-        if open.as_slice() != name {
+        let open = &self.names[start..];
+        if open != name {
             return Err(format!(
                 "end tag </{}> where </{}> was expected",
                 String::from_utf8_lossy(name),
                 String::from_utf8_lossy(open)
             ));
         }
-        self.len -= 1;
+        self.names.truncate(start);
+        self.starts.pop();
         Ok(())
     }
+}
+
+/// Whether `name` is one of [`TIME_ELEMENTS`]. A `match` on byte strings compiles to a
+/// switch on the length: this runs for every element inside a record.
+fn is_time_element(name: &[u8]) -> bool {
+    matches!(
+        name,
+        b"documentTime"
+            | b"authorTime"
+            | b"signatureTime"
+            | b"timestamp"
+            | b"blockComparisonTime"
+            | b"diagnosisTime"
+            | b"start"
+            | b"end"
+            | b"obsoleteTime"
+            | b"ascertainedDate"
+            | b"verifiedTime"
+            | b"registrationTime"
+            | b"startOfTreatment"
+            | b"endOfTreatment"
+            | b"date"
+            | b"resultTime"
+            | b"referralTime"
+            | b"actTime"
+    )
 }
 
 /// Whether an element's text can go into a summary (see [`classify`]).
@@ -149,7 +206,7 @@ fn wanted(name: &[u8]) -> bool {
         "documentId",
         "approvedForPatient",
     ];
-    TIME_ELEMENTS.iter().any(|t| t.as_bytes() == name)
+    is_time_element(name)
         || NAMES
             .iter()
             .any(|n| n.as_bytes().eq_ignore_ascii_case(name))
@@ -212,7 +269,7 @@ impl Scanner {
                     current.capture = wanted(name);
                     self.text.clear();
                 } else if self.is_record(name) {
-                    self.path.depth = 0;
+                    self.path.clear();
                     self.current = Some(Current {
                         start,
                         summary: self.new_summary(),
@@ -241,7 +298,7 @@ impl Scanner {
                     })?;
                 self.depth = self.depth.saturating_sub(1);
                 if let Some(current) = &mut self.current {
-                    if self.path.depth == 0 {
+                    if self.path.len() == 0 {
                         let current = self.current.take().expect("checked above");
                         return Ok(Some(ScannedRecord {
                             start: current.start,
@@ -250,7 +307,7 @@ impl Scanner {
                         }));
                     }
                     if current.capture {
-                        classify(self.path.as_slice(), self.text.trim(), &mut current.summary);
+                        classify(&self.path, self.text.trim(), &mut current.summary);
                         current.capture = false;
                     }
                     self.path.pop();
@@ -331,8 +388,8 @@ impl Scanner {
 }
 
 /// Files a leaf element's text under the summary field its path stands for.
-fn classify(path: &[String], value: &str, summary: &mut wit::RecordSummary) {
-    let Some(name) = path.last().map(String::as_str) else {
+fn classify(path: &Path, value: &str, summary: &mut wit::RecordSummary) {
+    let Some(name) = path.last() else {
         return;
     };
     if value.is_empty() {
@@ -340,28 +397,19 @@ fn classify(path: &[String], value: &str, summary: &mut wit::RecordSummary) {
     }
     let in_header = path
         .first()
-        .is_some_and(|first| first.ends_with("Header") || first == "header");
-    // Case-insensitive: contracts differ in `HSAId`/`HSAid` (§1.1), even within one
-    // contract's samples.
-    let ends_with = |suffix: &[&str]| {
-        path.len() >= suffix.len()
-            && path[path.len() - suffix.len()..]
-                .iter()
-                .zip(suffix)
-                .all(|(a, b)| a.eq_ignore_ascii_case(b))
-    };
+        .is_some_and(|first| first.ends_with(b"Header") || first == b"header");
     let set = |field: &mut Option<String>| {
         if field.is_none() {
             *field = Some(value.to_owned());
         }
     };
 
-    if TIME_ELEMENTS.contains(&name)
+    if is_time_element(name)
         && value.len() >= 8
         && value.as_bytes()[..8].iter().all(u8::is_ascii_digit)
     {
         summary.times.push(wit::RecordTime {
-            field: path.join("/"),
+            field: path.to_field(),
             value: value.to_owned(),
         });
         return;
@@ -369,31 +417,33 @@ fn classify(path: &[String], value: &str, summary: &mut wit::RecordSummary) {
     if !in_header {
         return;
     }
-    if ends_with(&[
+    // Case-insensitive: contracts differ in `HSAId`/`HSAid` (§1.1), even within one
+    // contract's samples.
+    if path.ends_with(&[
         "accountableHealthcareProfessional",
         "healthcareProfessionalCareGiverHSAId",
-    ]) || ends_with(&[
+    ]) || path.ends_with(&[
         "accessControlHeader",
         "accountableHealthcareProvider",
         "extension",
-    ]) || ends_with(&["accessControlHeader", "accountableCareGiver", "extension"])
+    ]) || path.ends_with(&["accessControlHeader", "accountableCareGiver", "extension"])
     {
         set(&mut summary.care_provider);
-    } else if ends_with(&[
+    } else if path.ends_with(&[
         "accountableHealthcareProfessional",
         "healthcareProfessionalCareUnitHSAId",
-    ]) || ends_with(&["accessControlHeader", "accountableCareUnit", "extension"])
+    ]) || path.ends_with(&["accessControlHeader", "accountableCareUnit", "extension"])
     {
         set(&mut summary.care_unit);
-    } else if (path.len() == 2 && name.eq_ignore_ascii_case("sourceSystemHSAId"))
-        || (path.len() == 3 && ends_with(&["header", "sourceSystemId", "extension"]))
+    } else if (path.len() == 2 && name.eq_ignore_ascii_case(b"sourceSystemHSAId"))
+        || (path.len() == 3 && path.ends_with(&["header", "sourceSystemId", "extension"]))
     {
         set(&mut summary.source_system);
-    } else if (path.len() == 2 && name == "documentId")
-        || (path.len() == 4 && ends_with(&["header", "record", "id", "extension"]))
+    } else if (path.len() == 2 && name == b"documentId")
+        || (path.len() == 4 && path.ends_with(&["header", "record", "id", "extension"]))
     {
         set(&mut summary.id);
-    } else if name == "approvedForPatient" && summary.approved_for_patient.is_none() {
+    } else if name == b"approvedForPatient" && summary.approved_for_patient.is_none() {
         summary.approved_for_patient = match value {
             "true" | "1" => Some(true),
             "false" | "0" => Some(false),
@@ -459,6 +509,54 @@ mod tests {
         }
         body.push_str("<r:result><c:resultCode>OK</c:resultCode></r:result></r:GetCareDocumentationResponse></s:Body></s:Envelope>");
         body
+    }
+
+    #[test]
+    fn time_elements_are_matched_exactly() {
+        for name in TIME_ELEMENTS {
+            assert!(is_time_element(name.as_bytes()), "{name}");
+            assert!(wanted(name.as_bytes()), "{name}");
+        }
+        for name in ["documenttime", "Start", "ends", "dat", "", "authorTimes"] {
+            assert!(!is_time_element(name.as_bytes()), "{name}");
+        }
+        assert!(wanted(b"healthcareProfessionalCareGiverHSAid"));
+        assert!(!wanted(b"documentTitle"));
+    }
+
+    #[test]
+    fn path_joins_segments_and_pops_back_to_empty() {
+        let mut path = Path::default();
+        path.push(b"header");
+        path.push(b"accessControlHeader");
+        path.push(b"accountableCareUnit");
+        path.push(b"extension");
+        assert_eq!(
+            path.to_field(),
+            "header/accessControlHeader/accountableCareUnit/extension"
+        );
+        assert_eq!(path.first(), Some(&b"header"[..]));
+        assert_eq!(path.last(), Some(&b"extension"[..]));
+        assert!(path.ends_with(&["ACCOUNTABLECAREUNIT", "extension"]));
+        assert!(!path.ends_with(&[
+            "x",
+            "header",
+            "accessControlHeader",
+            "accountableCareUnit",
+            "extension"
+        ]));
+        path.pop();
+        path.pop();
+        path.push(b"date");
+        assert_eq!(path.to_field(), "header/accessControlHeader/date");
+        path.pop();
+        path.pop();
+        path.pop();
+        assert_eq!(path.len(), 0);
+        assert_eq!(path.to_field(), "");
+        path.pop();
+        path.push(b"documentTime");
+        assert_eq!(path.to_field(), "documentTime");
     }
 
     #[test]
