@@ -541,8 +541,18 @@ impl Relay {
                 return Ok(Response::from_parts(parts, BoxBody::new(streamed)));
             };
             let filtered = filter.start(streamed).await?;
-            // Dropped records change the length; the body goes out chunked.
-            parts.headers.remove(header::CONTENT_LENGTH);
+            // Dropped records change the length: an answer decided whole goes out with
+            // its new length, a longer one chunked.
+            match filtered.exact_len() {
+                Some(len) => {
+                    parts
+                        .headers
+                        .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+                }
+                None => {
+                    parts.headers.remove(header::CONTENT_LENGTH);
+                }
+            }
             return Ok(Response::from_parts(parts, BoxBody::new(filtered)));
         }
         // Error answers are small; read them (bounded) to see whether they are SOAP faults.

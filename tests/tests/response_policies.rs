@@ -96,6 +96,42 @@ async fn a_large_answer_is_filtered_in_batches_without_losing_or_reordering_reco
     assert!(text.ends_with("</s:Body></s:Envelope>"));
 }
 
+/// The answer's length as its headers state it: Content-Length, or none when chunked.
+fn content_length(reply: &Reply) -> Option<u64> {
+    reply
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .map(|value| value.to_str().unwrap().parse().unwrap())
+}
+
+#[tokio::test]
+async fn an_answer_decided_in_one_batch_goes_out_with_its_new_length() {
+    let answer = big_answer(20);
+    let reply = answer_through(answer.clone(), "drop-even-records", "").await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert_eq!(record_ids(CD2, &reply.body).len(), 10);
+    assert!(reply.body.len() < answer.len());
+    assert_eq!(content_length(&reply), Some(reply.body.len() as u64));
+    assert!(reply.headers.get(http::header::TRANSFER_ENCODING).is_none());
+}
+
+#[tokio::test]
+async fn an_answer_longer_than_a_batch_goes_out_chunked() {
+    let reply = answer_through(
+        big_answer(20),
+        "drop-even-records",
+        "response_batch_bytes = 1200",
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert_eq!(record_ids(CD2, &reply.body).len(), 10);
+    assert_eq!(content_length(&reply), None);
+    assert_eq!(
+        reply.headers.get(http::header::TRANSFER_ENCODING).unwrap(),
+        "chunked"
+    );
+}
+
 #[tokio::test]
 async fn without_response_policies_the_body_passes_byte_for_byte() {
     let answer = big_answer(20);

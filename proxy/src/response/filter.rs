@@ -3,16 +3,18 @@
 //! durable, and emit the batch without the dropped records.
 //!
 //! Memory is bounded by one batch (`batch_bytes`) plus the record being received when it
-//! runs past the batch (at most `max_record_bytes`), not by the body. The status and headers wait for the first batch's verdict,
-//! so a response that fits in one batch (the usual case) can still be replaced by a
-//! fault. A fault on a later batch aborts the body mid-stream: the consumer gets a
+//! runs past the batch (at most `max_record_bytes`), not by the body. The status and
+//! headers wait for the first batch's verdict, so a response that fits in one batch (the
+//! usual case) can still be replaced by a fault; it is decided in the caller's task and
+//! goes out with its exact length. A fault on a later batch aborts the body mid-stream: the consumer gets a
 //! broken answer, never records a policy refused.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body::{Body, Frame};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use super::parser::{Parsed, RecordParser};
 use super::scan::ScannedRecord;
@@ -40,9 +42,21 @@ pub struct ResponseFilter {
     pub decision: Decision,
 }
 
-/// The filtered body: chunks from the filter task.
+/// The filtered body: the first batch's bytes, then (for an answer longer than one
+/// batch) chunks from the task filtering the rest.
 pub struct FilteredBody {
-    rx: mpsc::Receiver<Result<Bytes, BoxError>>,
+    ready: VecDeque<Bytes>,
+    rest: Option<mpsc::Receiver<Result<Bytes, BoxError>>>,
+}
+
+impl FilteredBody {
+    /// The body's length, when all of it was decided before the headers go out (the
+    /// answer fit in one batch): it can be sent with a Content-Length.
+    pub fn exact_len(&self) -> Option<u64> {
+        self.rest
+            .is_none()
+            .then(|| self.ready.iter().map(|chunk| chunk.len() as u64).sum())
+    }
 }
 
 impl Body for FilteredBody {
@@ -53,119 +67,175 @@ impl Body for FilteredBody {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        self.rx
-            .poll_recv(cx)
-            .map(|chunk| chunk.map(|result| result.map(Frame::data)))
+        if let Some(chunk) = self.ready.pop_front() {
+            return std::task::Poll::Ready(Some(Ok(Frame::data(chunk))));
+        }
+        match &mut self.rest {
+            Some(rx) => rx
+                .poll_recv(cx)
+                .map(|chunk| chunk.map(|result| result.map(Frame::data))),
+            None => std::task::Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.ready.is_empty() && self.rest.is_none()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        match self.exact_len() {
+            Some(len) => http_body::SizeHint::with_exact(len),
+            None => http_body::SizeHint::default(),
+        }
     }
 }
 
 impl ResponseFilter {
-    /// Starts filtering `body`. Resolves when the first batch is decided: with the
-    /// body to send, or with the fault to answer instead.
+    /// Filters `body` up to the first batch's verdict: resolves with the body to send,
+    /// or with the fault to answer instead. An answer that fits in one batch (the usual
+    /// case) is decided whole here; the rest of a longer one is filtered by a task
+    /// while the first batch goes out.
     pub async fn start<B>(self, body: B) -> Result<FilteredBody, Fault>
     where
         B: Body<Data = Bytes, Error = BoxError> + Unpin + Send + 'static,
     {
+        let contract = self.contract;
+        let mut run = FilterRun {
+            filter: self,
+            source: BodySource::new(body),
+            parser: RecordParser::new(contract),
+            finished: false,
+            batch: Vec::new(),
+            emitted: 0,
+            decided: false,
+        };
+        let first = run.next_release().await?;
+        let ready = VecDeque::from(first.chunks);
+        if first.end {
+            return Ok(FilteredBody { ready, rest: None });
+        }
         // A few chunks of slack: the task decides the next batch while these drain.
         let (tx, rx) = mpsc::channel(16);
-        let (first_tx, first_rx) = oneshot::channel();
         tokio::spawn(async move {
-            let mut out = Output {
-                tx,
-                first: Some(first_tx),
-            };
-            let decision = self.decision.clone();
-            if let Err(fault) = self.run(body, &mut out).await {
-                if out.first.is_none() {
-                    decision.aborted(&fault.code.to_string());
-                }
-                out.fail(fault).await;
+            let decision = run.filter.decision.clone();
+            if let Err(fault) = run.stream_rest(&tx).await {
+                decision.aborted(&fault.code.to_string());
+                tracing::warn!(code = %fault.code, detail = %fault.detail, "response aborted mid-body");
+                let _ = tx.send(Err(fault.detail.into())).await;
             }
         });
-        match first_rx.await {
-            Ok(Ok(())) => Ok(FilteredBody { rx }),
-            Ok(Err(fault)) => Err(fault),
-            Err(_) => Err(Fault::new(
-                FaultCode::Vp009,
-                "the response filter stopped before deciding",
-            )),
+        Ok(FilteredBody {
+            ready,
+            rest: Some(rx),
+        })
+    }
+}
+
+/// What one release lets out.
+struct Release {
+    /// The body's bytes from where the previous release stopped, minus dropped records.
+    chunks: Vec<Bytes>,
+    /// Whether the body ended with this release.
+    end: bool,
+}
+
+/// The state of one response's filtering, carried from the first batch (decided in the
+/// caller's task) to the task that streams the rest.
+struct FilterRun<B> {
+    filter: ResponseFilter,
+    source: BodySource<B>,
+    parser: RecordParser,
+    /// Whether the whole body has been received.
+    finished: bool,
+    batch: Vec<ScannedRecord>,
+    /// Body offset up to which bytes went out (or were dropped).
+    emitted: u64,
+    /// Whether the pipeline has seen any batch: a response without records is still
+    /// shown to it once (a block check logs every access, even of nothing).
+    decided: bool,
+}
+
+impl<B> FilterRun<B>
+where
+    B: Body<Data = Bytes, Error = BoxError> + Unpin,
+{
+    /// Sends every later release to the consumer's body.
+    async fn stream_rest(
+        &mut self,
+        tx: &mpsc::Sender<Result<Bytes, BoxError>>,
+    ) -> Result<(), Fault> {
+        loop {
+            let release = self.next_release().await?;
+            for chunk in release.chunks {
+                tx.send(Ok(chunk)).await.map_err(|_| {
+                    // The consumer went away; stop reading the upstream.
+                    Fault::new(FaultCode::Vp009, "the consumer closed the connection")
+                })?;
+            }
+            if release.end {
+                return Ok(());
+            }
         }
     }
 
-    async fn run<B>(self, body: B, out: &mut Output) -> Result<(), Fault>
-    where
-        B: Body<Data = Bytes, Error = BoxError> + Unpin,
-    {
-        let mut source = BodySource::new(body);
-        let mut parser = RecordParser::new(self.contract);
-        let mut batch: Vec<ScannedRecord> = Vec::new();
-        // Body offset up to which bytes went out (or were dropped).
-        let mut emitted: u64 = 0;
-        // Whether the pipeline has seen any batch: a response without records is still
-        // shown to it once (a block check logs every access, even of nothing).
-        let mut decided = false;
+    /// Reads and parses until a batch is cut (or the body ends), decides it and returns
+    /// what may go out.
+    async fn next_release(&mut self) -> Result<Release, Fault> {
         loop {
-            let chunk = source
-                .next_chunk()
-                .await
+            // What was received is parsed before more is read: the previous cut may have
+            // left complete batches behind it.
+            // A batch is cut between records once it spans `batch_bytes`, also when it
+            // holds no record (an answer the scanner finds no records in).
+            let batch_bytes = self.filter.batch_bytes;
+            let emitted = self.emitted;
+            let parsed = self
+                .parser
+                .parse(self.finished, &mut self.batch, |at, _| {
+                    at.saturating_sub(emitted) >= batch_bytes
+                })
                 .map_err(|e| unreadable(&e.to_string()))?;
-            let finished = chunk.is_none();
-            if let Some(chunk) = &chunk {
-                parser.append(chunk);
-            }
-            loop {
-                // A batch is cut between records once it spans `batch_bytes`, also when
-                // it holds no record (an answer the scanner finds no records in).
-                let batch_bytes = self.batch_bytes;
-                let parsed = parser
-                    .parse(finished, &mut batch, |at, _| {
-                        at.saturating_sub(emitted) >= batch_bytes
-                    })
-                    .map_err(|e| unreadable(&e.to_string()))?;
-                match parsed {
-                    Parsed::NeedMore => {
-                        // Nothing can be released before the record being read ends.
-                        let held = source.received() - emitted;
-                        if held > self.batch_bytes.saturating_add(self.max_record_bytes) {
-                            return Err(unreadable(&format!(
-                                "{held} bytes held without a complete record; a record may take at most {} bytes ([policies] max_record_bytes)",
-                                self.max_record_bytes
-                            )));
-                        }
-                        break;
+            match parsed {
+                Parsed::NeedMore => {
+                    // Nothing can be released before the record being read ends.
+                    let held = self.source.received() - self.emitted;
+                    let max_record_bytes = self.filter.max_record_bytes;
+                    if held > batch_bytes.saturating_add(max_record_bytes) {
+                        return Err(unreadable(&format!(
+                            "{held} bytes held without a complete record; a record may take at most {max_record_bytes} bytes ([policies] max_record_bytes)"
+                        )));
                     }
-                    Parsed::Cut(upto) => {
-                        // Without records the pipeline is not asked (yet): it still sees
-                        // the answer once at the end if it never saw a record.
-                        decided |= !batch.is_empty();
-                        self.release(&mut batch, false, &mut source, &mut emitted, upto, out)
-                            .await?;
+                    let chunk = self
+                        .source
+                        .next_chunk()
+                        .await
+                        .map_err(|e| unreadable(&e.to_string()))?;
+                    match &chunk {
+                        Some(chunk) => self.parser.append(chunk),
+                        None => self.finished = true,
                     }
-                    Parsed::End(upto) => {
-                        let force = !decided;
-                        self.release(&mut batch, force, &mut source, &mut emitted, upto, out)
-                            .await?;
-                        out.confirm();
-                        return Ok(());
-                    }
+                }
+                Parsed::Cut(upto) => {
+                    // Without records the pipeline is not asked (yet): it still sees
+                    // the answer once at the end if it never saw a record.
+                    self.decided |= !self.batch.is_empty();
+                    let chunks = self.release(false, upto).await?;
+                    return Ok(Release { chunks, end: false });
+                }
+                Parsed::End(upto) => {
+                    let chunks = self.release(!self.decided, upto).await?;
+                    return Ok(Release { chunks, end: true });
                 }
             }
         }
     }
 
-    /// Decides on the batch (also when empty, if `force`) and emits the body up to
+    /// Decides on the batch (also when empty, if `force`) and returns the body up to
     /// `upto`, minus dropped records.
-    async fn release<B>(
-        &self,
-        batch: &mut Vec<ScannedRecord>,
-        force: bool,
-        source: &mut BodySource<B>,
-        emitted: &mut u64,
-        upto: u64,
-        out: &mut Output,
-    ) -> Result<(), Fault> {
-        let mut spans = Vec::with_capacity(batch.len());
-        let summaries: Vec<wit::RecordSummary> = batch
+    async fn release(&mut self, force: bool, upto: u64) -> Result<Vec<Bytes>, Fault> {
+        let filter = &self.filter;
+        let mut spans = Vec::with_capacity(self.batch.len());
+        let summaries: Vec<wit::RecordSummary> = self
+            .batch
             .drain(..)
             .map(|r| {
                 spans.push((r.summary.index, r.start, r.end));
@@ -174,20 +244,22 @@ impl ResponseFilter {
             .collect();
         let mut dropped: Vec<(u64, u64)> = Vec::new();
         if !summaries.is_empty() || force {
-            let mut decision = self.pipeline.on_response(&self.call, summaries).await;
-            self.decision.policies(std::mem::take(&mut decision.trace));
+            let mut decision = filter.pipeline.on_response(&filter.call, summaries).await;
+            filter
+                .decision
+                .policies(std::mem::take(&mut decision.trace));
             if let Some(fault) = decision.fault {
                 return Err(fault);
             }
             if !decision.access.is_empty() {
-                let Some(journal) = &self.access_log else {
+                let Some(journal) = &filter.access_log else {
                     return Err(Fault::new(
                         FaultCode::Rtp190,
                         "a policy recorded an access but no access log is configured",
                     ));
                 };
                 journal
-                    .append(decision.access, &self.access_context)
+                    .append(decision.access, &filter.access_context)
                     .await
                     .map_err(|e| {
                         Fault::new(
@@ -203,55 +275,15 @@ impl ResponseFilter {
                 .collect();
         }
         let mut chunks = Vec::new();
-        let mut from = *emitted;
+        let mut from = self.emitted;
         for (start, end) in dropped {
-            source.slice(from, start, &mut chunks);
+            self.source.slice(from, start, &mut chunks);
             from = end;
         }
-        source.slice(from, upto, &mut chunks);
-        source.release(upto);
-        *emitted = upto;
-        out.confirm();
-        for chunk in chunks {
-            out.send(chunk).await?;
-        }
-        Ok(())
-    }
-}
-
-/// Where the filter's verdict and bytes go.
-struct Output {
-    tx: mpsc::Sender<Result<Bytes, BoxError>>,
-    /// Until the first release: the waiting caller of `start`.
-    first: Option<oneshot::Sender<Result<(), Fault>>>,
-}
-
-impl Output {
-    /// The response is going out: status and headers can be sent.
-    fn confirm(&mut self) {
-        if let Some(first) = self.first.take() {
-            let _ = first.send(Ok(()));
-        }
-    }
-
-    async fn send(&mut self, chunk: Bytes) -> Result<(), Fault> {
-        self.tx.send(Ok(chunk)).await.map_err(|_| {
-            // The consumer went away; stop reading the upstream.
-            Fault::new(FaultCode::Vp009, "the consumer closed the connection")
-        })
-    }
-
-    /// Answers the fault if nothing went out yet; otherwise breaks the body off.
-    async fn fail(&mut self, fault: Fault) {
-        match self.first.take() {
-            Some(first) => {
-                let _ = first.send(Err(fault));
-            }
-            None => {
-                tracing::warn!(code = %fault.code, detail = %fault.detail, "response aborted mid-body");
-                let _ = self.tx.send(Err(fault.detail.into())).await;
-            }
-        }
+        self.source.slice(from, upto, &mut chunks);
+        self.source.release(upto);
+        self.emitted = upto;
+        Ok(chunks)
     }
 }
 
