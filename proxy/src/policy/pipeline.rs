@@ -190,9 +190,10 @@ impl Pipeline {
                 self.metrics
                     .policy_dry_run(&policy.name, Phase::Response, result, elapsed);
                 if let Ok((wit::ResponseAction::Drop(indexes), _)) = &answer {
+                    let indexes = sorted(indexes.clone());
                     traced.dropped = remaining
                         .iter()
-                        .filter(|r| indexes.contains(&r.index))
+                        .filter(|r| indexes.binary_search(&r.index).is_ok())
                         .count();
                 }
                 decision.trace.push(traced);
@@ -206,8 +207,9 @@ impl Pipeline {
                     match action {
                         wit::ResponseAction::KeepAll => decision.trace.push(traced),
                         wit::ResponseAction::Drop(indexes) => {
+                            let indexes = sorted(indexes);
                             let before = remaining.len();
-                            remaining.retain(|r| !indexes.contains(&r.index));
+                            remaining.retain(|r| indexes.binary_search(&r.index).is_err());
                             traced.dropped = before - remaining.len();
                             self.metrics.records_dropped(&policy.name, traced.dropped);
                             decision.trace.push(traced);
@@ -252,6 +254,13 @@ impl Pipeline {
             .collect();
         decision
     }
+}
+
+/// A policy's drop list, sorted for lookups: a batch may hold thousands of records, and
+/// a policy may name them in any order.
+fn sorted(mut indexes: Vec<u32>) -> Vec<u32> {
+    indexes.sort_unstable();
+    indexes
 }
 
 fn failure_result(failure: &PolicyFailure) -> PolicyResult {
