@@ -212,6 +212,35 @@ fn wanted(name: &[u8]) -> bool {
             .any(|n| n.as_bytes().eq_ignore_ascii_case(name))
 }
 
+/// Sets up a reader for the scanner: it checks end tags itself (the streaming filter
+/// parses each received stretch with a fresh reader, which has not seen the start tags
+/// of the stretches before).
+pub(crate) fn configure(config: &mut quick_xml::reader::Config) {
+    config.check_end_names = false;
+    config.allow_unmatched_ends = true;
+}
+
+/// Reads the next event. Whitespace before an event is skipped unless the scanner wants
+/// the text it may be part of: the indentation between elements is half of a typical
+/// answer's events, and none of them matters. `at` is where the event's markup starts
+/// (after any skipped whitespace; its end is the reader's position).
+pub(crate) fn next_event<'a>(
+    reader: &mut quick_xml::Reader<&'a [u8]>,
+    scanner: &Scanner,
+) -> quick_xml::Result<(Event<'a>, u64)> {
+    reader.config_mut().trim_text_start = !scanner.capturing();
+    let before = reader.buffer_position();
+    let event = reader.read_event()?;
+    let end = reader.buffer_position();
+    let at = match &event {
+        // `<` name and attributes `>`; an empty element also has its `/`.
+        Event::Start(tag) => end - tag.len() as u64 - 2,
+        Event::Empty(tag) => end - tag.len() as u64 - 3,
+        _ => before,
+    };
+    Ok((event, at))
+}
+
 /// Tracks where the reader is in the document and builds record summaries.
 pub struct Scanner {
     contract: &'static ContractInfo,
@@ -356,7 +385,7 @@ impl Scanner {
     }
 
     /// Whether the text being read is wanted.
-    fn capturing(&self) -> bool {
+    pub fn capturing(&self) -> bool {
         self.current.as_ref().is_some_and(|c| c.capture)
     }
 
@@ -458,18 +487,15 @@ pub fn scan_document(
     body: &[u8],
 ) -> Result<Vec<ScannedRecord>, ScanError> {
     let mut reader = quick_xml::Reader::from_reader(body);
-    // As in the streaming filter: the scanner checks end tags.
-    let config = reader.config_mut();
-    config.check_end_names = false;
-    config.allow_unmatched_ends = true;
+    configure(reader.config_mut());
     let mut scanner = Scanner::new(contract);
     let mut records = Vec::new();
     loop {
-        let start = reader.buffer_position();
-        let event = reader.read_event().map_err(|e| ScanError::Malformed {
-            position: reader.error_position(),
-            message: e.to_string(),
-        })?;
+        let (event, start) =
+            next_event(&mut reader, &scanner).map_err(|e| ScanError::Malformed {
+                position: reader.error_position(),
+                message: e.to_string(),
+            })?;
         if matches!(event, Event::Eof) {
             if !scanner.is_complete() {
                 return Err(ScanError::Malformed {
@@ -509,6 +535,24 @@ mod tests {
         }
         body.push_str("<r:result><c:resultCode>OK</c:resultCode></r:result></r:GetCareDocumentationResponse></s:Body></s:Envelope>");
         body
+    }
+
+    #[test]
+    fn skipped_indentation_leaves_spans_exact_and_wanted_text_whole() {
+        let body = cd2_response(&[("P1", "U1", "20240101120000"), ("P2", "U2", "20230505")])
+            .replace("<r:careDocumentation>", "\n    <r:careDocumentation>")
+            .replace("<c:", "\n      <c:")
+            .replace("doc-U2", "doc &amp; U2 <!-- c --> two");
+        let records = scan_document(contract(CD2), body.as_bytes()).unwrap();
+        assert_eq!(records.len(), 2);
+        for record in &records {
+            let span = &body[record.start as usize..record.end as usize];
+            assert!(span.starts_with("<r:careDocumentation>"), "{span}");
+            assert!(span.ends_with("</r:careDocumentation>"), "{span}");
+        }
+        // Whitespace inside a wanted element's text is kept (only the ends are trimmed).
+        assert_eq!(records[1].summary.id.as_deref(), Some("doc & U2  two"));
+        assert_eq!(records[1].summary.care_unit.as_deref(), Some("U2"));
     }
 
     #[test]
