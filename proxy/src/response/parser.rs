@@ -7,7 +7,7 @@
 use quick_xml::events::Event;
 use quick_xml::Reader;
 
-use super::scan::{self, ScanError, ScannedRecord, Scanner};
+use super::scan::{ScanError, ScannedRecord, Scanner};
 use crate::contracts::ContractInfo;
 
 /// Where parsing stopped.
@@ -77,10 +77,15 @@ impl RecordParser {
             self.complete
         };
         let mut reader = Reader::from_reader(&self.bytes[..len]);
-        scan::configure(reader.config_mut());
+        // The scanner checks end tags: this reader has not seen the start tags of the
+        // stretches parsed before.
+        let config = reader.config_mut();
+        config.check_end_names = false;
+        config.allow_unmatched_ends = true;
         let mut parsed = 0;
         let stop = loop {
-            let (event, start) = match scan::next_event(&mut reader, &self.scanner) {
+            let start = reader.buffer_position();
+            let event = match reader.read_event() {
                 Ok(event) => event,
                 // Every syntax error means "the input ended inside markup": more of the
                 // body completes it, unless there is no more.

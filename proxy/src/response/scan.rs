@@ -212,35 +212,6 @@ fn wanted(name: &[u8]) -> bool {
             .any(|n| n.as_bytes().eq_ignore_ascii_case(name))
 }
 
-/// Sets up a reader for the scanner: it checks end tags itself (the streaming filter
-/// parses each received stretch with a fresh reader, which has not seen the start tags
-/// of the stretches before).
-pub(crate) fn configure(config: &mut quick_xml::reader::Config) {
-    config.check_end_names = false;
-    config.allow_unmatched_ends = true;
-}
-
-/// Reads the next event. Whitespace before an event is skipped unless the scanner wants
-/// the text it may be part of: the indentation between elements is half of a typical
-/// answer's events, and none of them matters. `at` is where the event's markup starts
-/// (after any skipped whitespace; its end is the reader's position).
-pub(crate) fn next_event<'a>(
-    reader: &mut quick_xml::Reader<&'a [u8]>,
-    scanner: &Scanner,
-) -> quick_xml::Result<(Event<'a>, u64)> {
-    reader.config_mut().trim_text_start = !scanner.capturing();
-    let before = reader.buffer_position();
-    let event = reader.read_event()?;
-    let end = reader.buffer_position();
-    let at = match &event {
-        // `<` name and attributes `>`; an empty element also has its `/`.
-        Event::Start(tag) => end - tag.len() as u64 - 2,
-        Event::Empty(tag) => end - tag.len() as u64 - 3,
-        _ => before,
-    };
-    Ok((event, at))
-}
-
 /// Tracks where the reader is in the document and builds record summaries.
 pub struct Scanner {
     contract: &'static ContractInfo,
@@ -385,7 +356,7 @@ impl Scanner {
     }
 
     /// Whether the text being read is wanted.
-    pub fn capturing(&self) -> bool {
+    fn capturing(&self) -> bool {
         self.current.as_ref().is_some_and(|c| c.capture)
     }
 
@@ -487,15 +458,18 @@ pub fn scan_document(
     body: &[u8],
 ) -> Result<Vec<ScannedRecord>, ScanError> {
     let mut reader = quick_xml::Reader::from_reader(body);
-    configure(reader.config_mut());
+    // As in the streaming filter: the scanner checks end tags.
+    let config = reader.config_mut();
+    config.check_end_names = false;
+    config.allow_unmatched_ends = true;
     let mut scanner = Scanner::new(contract);
     let mut records = Vec::new();
     loop {
-        let (event, start) =
-            next_event(&mut reader, &scanner).map_err(|e| ScanError::Malformed {
-                position: reader.error_position(),
-                message: e.to_string(),
-            })?;
+        let start = reader.buffer_position();
+        let event = reader.read_event().map_err(|e| ScanError::Malformed {
+            position: reader.error_position(),
+            message: e.to_string(),
+        })?;
         if matches!(event, Event::Eof) {
             if !scanner.is_complete() {
                 return Err(ScanError::Malformed {
@@ -538,7 +512,7 @@ mod tests {
     }
 
     #[test]
-    fn skipped_indentation_leaves_spans_exact_and_wanted_text_whole() {
+    fn indented_records_have_exact_spans_and_wanted_text_stays_whole() {
         let body = cd2_response(&[("P1", "U1", "20240101120000"), ("P2", "U2", "20230505")])
             .replace("<r:careDocumentation>", "\n    <r:careDocumentation>")
             .replace("<c:", "\n      <c:")
