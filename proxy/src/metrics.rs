@@ -25,7 +25,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::registry::{Registry, Unit};
+use prometheus_client::registry::{Metric, Registry, Unit};
 
 /// The `Content-Type` of the text `/metrics` answers with (Prometheus text format 0.0.4).
 pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
@@ -289,117 +289,144 @@ impl Default for Metrics {
     }
 }
 
+/// Registers `metric` under `name` and hands back the handle the proxy updates (the
+/// registry keeps a clone; both share the values).
+fn registered<M: Metric + Clone>(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    unit: Option<Unit>,
+    metric: M,
+) -> M {
+    match unit {
+        Some(unit) => registry.register_with_unit(name, help, unit, metric.clone()),
+        None => registry.register(name, help, metric.clone()),
+    }
+    metric
+}
+
 impl Metrics {
     /// A registry with every family registered (empty until used).
     pub fn new() -> Metrics {
         let mut registry = Registry::default();
-        let calls = Family::<CallLabels, Counter>::default();
-        registry.register(
+        let calls = registered(
+            &mut registry,
             "rtp_calls",
             "Calls handled, by route, service contract, outcome (relayed, upstream_fault, fault) and fault code",
-            calls.clone(),
+            None,
+            Family::<CallLabels, Counter>::default(),
         );
-        let call_duration = HistogramFamily::<RouteOutcome>::new_with_constructor(call_buckets);
-        registry.register_with_unit(
+        let call_duration = registered(
+            &mut registry,
             "rtp_call_duration",
             "Time from a call's arrival until its response head is sent, by route and outcome",
-            Unit::Seconds,
-            call_duration.clone(),
+            Some(Unit::Seconds),
+            HistogramFamily::<RouteOutcome>::new_with_constructor(call_buckets),
         );
-        let upstream_duration =
-            HistogramFamily::<UpstreamLabel>::new_with_constructor(call_buckets);
-        registry.register_with_unit(
+        let upstream_duration = registered(
+            &mut registry,
             "rtp_upstream_duration",
             "Time from sending a call upstream until its response head (or the error), by upstream",
-            Unit::Seconds,
-            upstream_duration.clone(),
+            Some(Unit::Seconds),
+            HistogramFamily::<UpstreamLabel>::new_with_constructor(call_buckets),
         );
-        let upstream_in_flight = Family::<UpstreamLabel, Gauge>::default();
-        registry.register(
+        let upstream_in_flight = registered(
+            &mut registry,
             "rtp_upstream_in_flight",
             "Calls relayed to the upstream and not finished (response body still streaming included)",
-            upstream_in_flight.clone(),
+            None,
+            Family::<UpstreamLabel, Gauge>::default(),
         );
-        let policy_duration = HistogramFamily::<PolicyPhase>::new_with_constructor(policy_buckets);
-        registry.register_with_unit(
+        let policy_duration = registered(
+            &mut registry,
             "rtp_policy_call_duration",
             "Time of one policy call, by policy and phase",
-            Unit::Seconds,
-            policy_duration.clone(),
+            Some(Unit::Seconds),
+            HistogramFamily::<PolicyPhase>::new_with_constructor(policy_buckets),
         );
-        let policy_verdicts = Family::<PolicyVerdict, Counter>::default();
-        registry.register(
+        let policy_verdicts = registered(
+            &mut registry,
             "rtp_policy_verdicts",
             "Policy verdicts: proceed or reject (request phase), keep, drop or replace (response phase)",
-            policy_verdicts.clone(),
+            None,
+            Family::<PolicyVerdict, Counter>::default(),
         );
-        let policy_failures = Family::<PolicyFailure, Counter>::default();
-        registry.register(
+        let policy_failures = registered(
+            &mut registry,
             "rtp_policy_failures",
             "Policy calls without a verdict: trap (trap, deadline, memory cap) or crash_loop (not run)",
-            policy_failures.clone(),
+            None,
+            Family::<PolicyFailure, Counter>::default(),
         );
-        let policy_skips = Family::<PolicyPhase, Counter>::default();
-        registry.register(
+        let policy_skips = registered(
+            &mut registry,
             "rtp_policy_fail_open_skips",
             "Failed policy calls skipped because the policy is fail-open",
-            policy_skips.clone(),
+            None,
+            Family::<PolicyPhase, Counter>::default(),
         );
-        let records_dropped = Family::<PolicyLabel, Counter>::default();
-        registry.register(
+        let records_dropped = registered(
+            &mut registry,
             "rtp_policy_records_dropped",
             "Response records left out because a policy dropped them",
-            records_dropped.clone(),
+            None,
+            Family::<PolicyLabel, Counter>::default(),
         );
-        let dry_run_verdicts = Family::<PolicyVerdict, Counter>::default();
-        registry.register(
+        let dry_run_verdicts = registered(
+            &mut registry,
             "rtp_policy_dry_run_verdicts",
             "Verdicts of dry-run policies, logged and counted but not enforced: proceed, reject, keep, drop, replace, or failed",
-            dry_run_verdicts.clone(),
+            None,
+            Family::<PolicyVerdict, Counter>::default(),
         );
-        let config_reloads = Family::<OutcomeLabel, Counter>::default();
-        registry.register(
+        let config_reloads = registered(
+            &mut registry,
             "rtp_config_reloads",
             "Config reloads of a changed file: success or failure (the running config stays)",
-            config_reloads.clone(),
+            None,
+            Family::<OutcomeLabel, Counter>::default(),
         );
-        let policy_reloads = Family::<PolicyReload, Counter>::default();
-        registry.register(
+        let policy_reloads = registered(
+            &mut registry,
             "rtp_policy_reloads",
             "Policy reloads of a changed file, by route and policy: success or failure (the running version stays)",
-            policy_reloads.clone(),
+            None,
+            Family::<PolicyReload, Counter>::default(),
         );
-        let block_lookups = Family::<OutcomeLabel, Counter>::default();
-        registry.register(
+        let block_lookups = registered(
+            &mut registry,
             "rtp_block_lookups",
             "Block lookups: hit (cached), miss (the service answered), stale (served past the TTL while the service fails), error",
-            block_lookups.clone(),
+            None,
+            Family::<OutcomeLabel, Counter>::default(),
         );
-        let journal_depth = Gauge::default();
-        registry.register(
+        let journal_depth = registered(
+            &mut registry,
             "rtp_access_log_journal_depth",
             "Access-log entries journaled and not yet delivered to the log service",
-            journal_depth.clone(),
+            None,
+            Gauge::default(),
         );
-        let journal_lag = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
-        registry.register_with_unit(
+        let journal_lag = registered(
+            &mut registry,
             "rtp_access_log_delivery_lag",
             "Age of the oldest undelivered access-log entry (0 when none)",
-            Unit::Seconds,
-            journal_lag.clone(),
+            Some(Unit::Seconds),
+            Gauge::<f64, std::sync::atomic::AtomicU64>::default(),
         );
-        let mirror_calls = Family::<MirrorLabels, Counter>::default();
-        registry.register(
+        let mirror_calls = registered(
+            &mut registry,
             "rtp_mirror_calls",
             "Mirrored calls by route and result: same, different, mirror_failed, skipped (over max_concurrent)",
-            mirror_calls.clone(),
+            None,
+            Family::<MirrorLabels, Counter>::default(),
         );
-        let mirror_duration = HistogramFamily::<MirrorSide>::new_with_constructor(call_buckets);
-        registry.register_with_unit(
+        let mirror_duration = registered(
+            &mut registry,
             "rtp_mirror_upstream_duration",
             "Time until the response head of a mirrored call, by route and side (primary, mirror)",
-            Unit::Seconds,
-            mirror_duration.clone(),
+            Some(Unit::Seconds),
+            HistogramFamily::<MirrorSide>::new_with_constructor(call_buckets),
         );
         Metrics {
             registry,
