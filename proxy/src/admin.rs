@@ -160,7 +160,7 @@ impl Admin {
     fn metrics(&self) -> Response<Full<Bytes>> {
         let metrics = self.reloader.metrics();
         if let Some(journal) = &self.journal {
-            metrics.set_access_log(journal.depth(), journal.delivery_lag());
+            metrics.set_access_log(&journal.stats());
         }
         let mut response = Response::new(Full::new(Bytes::from(metrics.render())));
         response.headers_mut().insert(

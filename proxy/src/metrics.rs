@@ -17,6 +17,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::{Hash, Hasher};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
@@ -26,6 +27,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Metric, Registry, Unit};
+
+use crate::access_log::JournalStats;
 
 /// The `Content-Type` of the text `/metrics` answers with (Prometheus text format 0.0.4).
 pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
@@ -271,6 +274,7 @@ pub struct Metrics {
     block_lookups: Family<OutcomeLabel, Counter>,
     journal_depth: Gauge,
     journal_lag: Gauge<f64, std::sync::atomic::AtomicU64>,
+    journal_totals: JournalCounters,
     mirror_calls: Family<MirrorLabels, Counter>,
     mirror_duration: HistogramFamily<MirrorSide>,
     /// Contract and code values taken from outside, shared by every call that uses them.
@@ -281,6 +285,16 @@ impl fmt::Debug for Metrics {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Metrics").finish_non_exhaustive()
     }
+}
+
+/// The access-log journal's running totals, as counters.
+#[derive(Debug)]
+struct JournalCounters {
+    appended: Counter,
+    commits: Counter,
+    delivered: Counter,
+    delivery_failures: Counter,
+    skipped_lines: Counter,
 }
 
 impl Default for Metrics {
@@ -414,6 +428,43 @@ impl Metrics {
             Some(Unit::Seconds),
             Gauge::<f64, std::sync::atomic::AtomicU64>::default(),
         );
+        let journal_totals = JournalCounters {
+            appended: registered(
+                &mut registry,
+                "rtp_access_log_appended",
+                "Access-log entries made durable in the journal",
+                None,
+                Counter::default(),
+            ),
+            commits: registered(
+                &mut registry,
+                "rtp_access_log_commits",
+                "Journal group commits (one fdatasync each); appended / commits is the group size",
+                None,
+                Counter::default(),
+            ),
+            delivered: registered(
+                &mut registry,
+                "rtp_access_log_delivered",
+                "Access-log entries the log service confirmed",
+                None,
+                Counter::default(),
+            ),
+            delivery_failures: registered(
+                &mut registry,
+                "rtp_access_log_delivery_failures",
+                "Failed deliveries to the log service (each is retried)",
+                None,
+                Counter::default(),
+            ),
+            skipped_lines: registered(
+                &mut registry,
+                "rtp_access_log_skipped_lines",
+                "Unreadable journal lines skipped (corruption inside a file)",
+                None,
+                Counter::default(),
+            ),
+        };
         let mirror_calls = registered(
             &mut registry,
             "rtp_mirror_calls",
@@ -447,6 +498,7 @@ impl Metrics {
             block_lookups,
             journal_depth,
             journal_lag,
+            journal_totals,
             dynamic: RwLock::new(HashMap::new()),
         }
     }
@@ -625,10 +677,22 @@ impl Metrics {
     }
 
     /// The access-log journal's state, set just before a scrape.
-    pub fn set_access_log(&self, depth: u64, lag: Duration) {
+    pub fn set_access_log(&self, stats: &JournalStats) {
         self.journal_depth
-            .set(i64::try_from(depth).unwrap_or(i64::MAX));
-        self.journal_lag.set(lag.as_secs_f64());
+            .set(i64::try_from(stats.depth).unwrap_or(i64::MAX));
+        self.journal_lag.set(stats.delivery_lag.as_secs_f64());
+        // The journal keeps the totals; the counters follow them (never backwards, also
+        // when two scrapes race).
+        let totals = &self.journal_totals;
+        for (counter, total) in [
+            (&totals.appended, stats.appended_total),
+            (&totals.commits, stats.commits_total),
+            (&totals.delivered, stats.delivered_total),
+            (&totals.delivery_failures, stats.delivery_failures_total),
+            (&totals.skipped_lines, stats.skipped_lines_total),
+        ] {
+            counter.inner().fetch_max(total, Ordering::Relaxed);
+        }
     }
 
     /// A mirrored call's result on a route.
@@ -914,7 +978,15 @@ mod tests {
         metrics.records_dropped(&policy, 3);
         let upstream = metrics.upstream("ntjp");
         let in_flight = upstream.start();
-        metrics.set_access_log(7, Duration::from_millis(1500));
+        metrics.set_access_log(&JournalStats {
+            depth: 7,
+            delivery_lag: Duration::from_millis(1500),
+            appended_total: 40,
+            commits_total: 10,
+            delivered_total: 33,
+            delivery_failures_total: 2,
+            skipped_lines_total: 0,
+        });
         let text = metrics.render();
         for line in [
             &format!(
@@ -927,9 +999,23 @@ mod tests {
             "rtp_upstream_in_flight{upstream=\"ntjp\"} 1",
             "rtp_access_log_journal_depth 7",
             "rtp_access_log_delivery_lag_seconds 1.5",
+            "rtp_access_log_appended_total 40",
+            "rtp_access_log_commits_total 10",
+            "rtp_access_log_delivered_total 33",
+            "rtp_access_log_delivery_failures_total 2",
+            "rtp_access_log_skipped_lines_total 0",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
         }
+        // A scrape that read older totals (racing another) never moves a counter back.
+        metrics.set_access_log(&JournalStats {
+            appended_total: 39,
+            ..JournalStats::default()
+        });
+        assert!(metrics
+            .render()
+            .lines()
+            .any(|l| l == "rtp_access_log_appended_total 40"));
         drop(in_flight);
         assert!(metrics
             .render()

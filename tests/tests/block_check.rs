@@ -80,6 +80,9 @@ struct Env {
 fn proxy_sections(journal: &std::path::Path) -> String {
     format!(
         r#"
+[admin]
+listen = "127.0.0.1:0"
+
 [blocks]
 upstream = "ntjp"
 
@@ -190,6 +193,33 @@ async fn blocked_records_are_withheld_and_the_access_is_logged() {
     let text = format!("{:?}", entries[0]);
     assert!(text.contains("Läsa"), "{text}");
     assert!(text.contains("SE2321000016-E001"), "{text}");
+
+    // The journal's totals on /metrics: one entry, one group commit, and (once the log
+    // service's answer is in) one delivery.
+    let admin = env.proxy.admin_addr.expect("admin listener");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let metrics = loop {
+        let metrics = scrape_metrics(admin).await;
+        let delivered = metrics
+            .lines()
+            .any(|l| l == "rtp_access_log_delivered_total 1");
+        if delivered || Instant::now() > deadline {
+            break metrics;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    for line in [
+        "rtp_access_log_appended_total 1",
+        "rtp_access_log_commits_total 1",
+        "rtp_access_log_delivered_total 1",
+        "rtp_access_log_delivery_failures_total 0",
+        "rtp_access_log_journal_depth 0",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "{line} missing in\n{metrics}"
+        );
+    }
     env.proxy.shutdown().await;
 }
 
