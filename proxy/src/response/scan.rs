@@ -170,30 +170,9 @@ impl OpenElements {
     }
 }
 
-/// Whether `name` is one of [`TIME_ELEMENTS`]. A `match` on byte strings compiles to a
-/// switch on the length: this runs for every element inside a record.
+/// Whether `name` is one of [`TIME_ELEMENTS`] (exactly, case and all).
 fn is_time_element(name: &[u8]) -> bool {
-    matches!(
-        name,
-        b"documentTime"
-            | b"authorTime"
-            | b"signatureTime"
-            | b"timestamp"
-            | b"blockComparisonTime"
-            | b"diagnosisTime"
-            | b"start"
-            | b"end"
-            | b"obsoleteTime"
-            | b"ascertainedDate"
-            | b"verifiedTime"
-            | b"registrationTime"
-            | b"startOfTreatment"
-            | b"endOfTreatment"
-            | b"date"
-            | b"resultTime"
-            | b"referralTime"
-            | b"actTime"
-    )
+    TIME_ELEMENTS.iter().any(|t| t.as_bytes() == name)
 }
 
 /// Whether an element's text can go into a summary (see [`classify`]).
