@@ -6,8 +6,8 @@
 //! runs past the batch (at most `max_record_bytes`), not by the body. The status and
 //! headers wait for the first batch's verdict, so a response that fits in one batch (the
 //! usual case) can still be replaced by a fault; it is decided in the caller's task and
-//! goes out with its exact length. A fault on a later batch aborts the body mid-stream: the consumer gets a
-//! broken answer, never records a policy refused.
+//! goes out with its exact length. A fault on a later batch aborts the body mid-stream:
+//! the consumer gets a broken answer, never records a policy refused.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -182,10 +182,10 @@ where
     /// what may go out.
     async fn next_release(&mut self) -> Result<Release, Fault> {
         loop {
-            // What was received is parsed before more is read: the previous cut may have
-            // left complete batches behind it.
-            // A batch is cut between records once it spans `batch_bytes`, also when it
-            // holds no record (an answer the scanner finds no records in).
+            // What was received is parsed before more is read (the previous cut may have
+            // left complete batches behind it). A batch is cut between records once it
+            // spans `batch_bytes`, also when it holds no record (an answer the scanner
+            // finds no records in).
             let batch_bytes = self.filter.batch_bytes;
             let emitted = self.emitted;
             let parsed = self
