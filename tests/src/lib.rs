@@ -131,6 +131,12 @@ impl Reply {
         assert_eq!(self.fault_code().as_deref(), Some(code), "{}", self.text());
     }
 
+    /// Asserts that the body holds `needle`, showing the body when it does not.
+    pub fn assert_text_contains(&self, needle: &str) {
+        let text = self.text();
+        assert!(text.contains(needle), "{needle:?} missing in {text}");
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }

@@ -92,16 +92,8 @@ async fn the_demo_serves_the_printed_call_and_stops_on_sigterm() {
         .await
         .unwrap();
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
-    assert!(
-        reply.text().contains("GetCareDocumentationResponse"),
-        "{}",
-        reply.text()
-    );
-    assert!(
-        reply.text().contains("careDocumentation"),
-        "{}",
-        reply.text()
-    );
+    reply.assert_text_contains("GetCareDocumentationResponse");
+    reply.assert_text_contains("careDocumentation");
 
     // Stop it by its own PID, as an operator's Ctrl-C or systemd would.
     let killed = Command::new("kill")

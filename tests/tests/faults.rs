@@ -25,11 +25,7 @@ async fn refused(env: &Stack, call: Call<'_>, code: &str, detail: &str) {
         Some("text/xml; charset=UTF-8")
     );
     reply.assert_fault_code(code);
-    assert!(
-        reply.text().contains(detail),
-        "expected detail {detail:?} in {}",
-        reply.text()
-    );
+    reply.assert_text_contains(detail);
     assert!(
         env.sim.calls().is_empty(),
         "{code}: the simulator must not be called"
@@ -175,11 +171,7 @@ async fn an_upstream_that_is_down_gives_vp009() {
     .unwrap();
     assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
     reply.assert_fault_code("VP009");
-    assert!(
-        reply.text().contains("error contacting upstream ntjp"),
-        "{}",
-        reply.text()
-    );
+    reply.assert_text_contains("error contacting upstream ntjp");
     proxy.shutdown().await;
 }
 

@@ -169,11 +169,7 @@ async fn a_record_over_max_record_bytes_is_refused_not_buffered() {
     let reply = answer_through(oversized.into_bytes(), "drop-even-records", limits).await;
     assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
     reply.assert_fault_code("VP009");
-    assert!(
-        reply.text().contains("max_record_bytes"),
-        "{}",
-        reply.text()
-    );
+    reply.assert_text_contains("max_record_bytes");
 
     let reply = answer_through(answer, "drop-even-records", limits).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());

@@ -574,11 +574,7 @@ mod caller_filter {
         // The first matching rule decides: `region-journals` would have allowed it.
         let reply = send(&stack, "consumer", soap(text(LAB3_REQUEST))).await;
         assert_fault(&reply, "VP007");
-        assert!(
-            reply.text().contains("no-lab-for-journals"),
-            "{}",
-            reply.text()
-        );
+        reply.assert_text_contains("no-lab-for-journals");
         assert!(reached(&stack, LAB3).is_empty(), "NTjP never sees the call");
     }
 
