@@ -9,7 +9,8 @@
 //! - `GET /policies`: every loaded policy (route, position, name, version, file, content
 //!   hash, load time, failure mode, dry run, reloads, last load error, failures in a row)
 //!   and the config's reload state, as JSON.
-//! - `POST /reload`: the same check as SIGHUP and the file watch; answers the report.
+//! - `POST /reload`: the same check as SIGHUP and the file watch (config, policies, TLS
+//!   certificates); answers the report.
 //!
 //! Other paths get 404, a known path with another method 405.
 
@@ -36,6 +37,7 @@ use crate::config::{millis, AdminConfig};
 use crate::policy::ReloadOutcome;
 use crate::relay::UpstreamTarget;
 use crate::reload::{ConfigOutcome, Reloader};
+use crate::tls_reload::TlsOutcome;
 
 /// What the admin endpoints read and trigger.
 pub struct Admin {
@@ -241,7 +243,18 @@ impl Admin {
                 entry
             })
             .collect();
-        json!({ "config": config, "policies": policies })
+        let certificates: Vec<Value> = report
+            .certificates
+            .iter()
+            .map(|tls| match &tls.outcome {
+                TlsOutcome::Unchanged => json!({ "tls": tls.what, "outcome": "unchanged" }),
+                TlsOutcome::Reloaded => json!({ "tls": tls.what, "outcome": "reloaded" }),
+                TlsOutcome::Failed(e) => {
+                    json!({ "tls": tls.what, "outcome": "failed", "error": e })
+                }
+            })
+            .collect();
+        json!({ "config": config, "policies": policies, "certificates": certificates })
     }
 }
 

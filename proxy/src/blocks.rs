@@ -206,8 +206,15 @@ impl BlockService {
             BlocksError::Config(format!("no [[upstream]] is named {:?}", blocks.upstream))
         })?;
         let upstream = Upstream::new(upstream, config)
-            .map_err(|e| BlocksError::Config(format!("upstream {}: {e}", upstream.name)))?;
+            .map_err(|e| BlocksError::Config(format!("upstream {}: {e}", upstream.name)))?
+            .serving("block lookups");
         BlockService::with_metrics(blocks, Arc::new(upstream), metrics).map(Some)
+    }
+
+    /// The client lookups are made with (its certificate is reloaded with the
+    /// listener's).
+    pub fn upstream(&self) -> &Arc<Upstream> {
+        &self.inner.upstream
     }
 
     /// The patient's blocks as seen by `care_provider` (the accessing actor's care

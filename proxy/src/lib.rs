@@ -26,4 +26,5 @@ pub mod response;
 pub mod routing;
 pub mod server;
 pub mod tls;
+pub mod tls_reload;
 pub mod upstream;

@@ -235,6 +235,12 @@ struct OutcomeLabel {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct TlsReload {
+    tls: Label,
+    outcome: Label,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct PolicyReload {
     route: Label,
     policy: Label,
@@ -271,6 +277,7 @@ pub struct Metrics {
     dry_run_verdicts: Family<PolicyVerdict, Counter>,
     config_reloads: Family<OutcomeLabel, Counter>,
     policy_reloads: Family<PolicyReload, Counter>,
+    tls_reloads: Family<TlsReload, Counter>,
     block_lookups: Family<OutcomeLabel, Counter>,
     journal_depth: Gauge,
     journal_lag: Gauge<f64, std::sync::atomic::AtomicU64>,
@@ -407,6 +414,13 @@ impl Metrics {
             None,
             Family::<PolicyReload, Counter>::default(),
         );
+        let tls_reloads = registered(
+            &mut registry,
+            "rtp_tls_reloads",
+            "Rebuilds of a TLS configuration whose certificate, key or CA files changed (the https listener, an upstream's client): success or failure (the certificate in force stays)",
+            None,
+            Family::<TlsReload, Counter>::default(),
+        );
         let block_lookups = registered(
             &mut registry,
             "rtp_block_lookups",
@@ -495,6 +509,7 @@ impl Metrics {
             dry_run_verdicts,
             config_reloads,
             policy_reloads,
+            tls_reloads,
             block_lookups,
             journal_depth,
             journal_lag,
@@ -661,6 +676,16 @@ impl Metrics {
             outcome: success_label(success),
         };
         self.policy_reloads.get_or_create(&labels).inc();
+    }
+
+    /// The TLS files of `what` (`https listener`, `upstream <name>`) changed and were
+    /// built, or failed to.
+    pub fn tls_reloaded(&self, what: &str, success: bool) {
+        let labels = TlsReload {
+            tls: Label::shared(Arc::from(what)),
+            outcome: success_label(success),
+        };
+        self.tls_reloads.get_or_create(&labels).inc();
     }
 
     /// A block lookup finished.

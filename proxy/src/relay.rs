@@ -61,6 +61,8 @@ pub struct Relay {
     plain_allowed: Vec<IpNet>,
     plain_anonymous_sender: Option<String>,
     router: Router,
+    /// One client per configured upstream (the router's routes share them).
+    upstreams: Vec<Arc<Upstream>>,
     /// Present when any route has policies.
     reloader: Option<Arc<PolicyReloader>>,
     /// The capabilities lent to policies; the access log among them is where their
@@ -192,6 +194,7 @@ impl Relay {
                 .as_ref()
                 .and_then(|h| h.anonymous_sender.clone()),
             router: Router::new(config, &upstreams, pipelines, &metrics),
+            upstreams,
             reloader,
             services,
             response_batch_bytes: config.policies.response_batch_bytes.max(1),
@@ -214,6 +217,11 @@ impl Relay {
             metrics,
             decisions: DecisionLog::from_config(config)?,
         })
+    }
+
+    /// The clients of the configured upstreams, in config order.
+    pub fn upstreams(&self) -> &[Arc<Upstream>] {
+        &self.upstreams
     }
 
     /// The `[proxy] default_upstream`'s address, when there is one.

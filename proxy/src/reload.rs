@@ -1,17 +1,19 @@
-//! Reloading while calls flow: the config file and the policy files.
+//! Reloading while calls flow: the config file, the policy files and the TLS files.
 //!
 //! The relay (routes, upstreams, pipelines) sits behind an `ArcSwap`: each call takes the
 //! relay in force when it starts and finishes on it. A changed config file is parsed,
 //! validated and built into a new relay (every policy loaded and proved) off the request
 //! path, then swapped in; if anything fails, the running relay stays and the error is
 //! logged with file, line and cause. A changed policy file reloads just that policy
-//! (`policy::reload`). Listener addresses, certificates and the host capabilities
-//! (block service, access-log journal) are bound at start: changing them needs a
-//! restart, and a reload says so.
+//! (`policy::reload`). Changed certificate, key or CA files rebuild the TLS
+//! configuration that reads them (`tls_reload`): the listener's and every upstream
+//! client's. Listener addresses, the paths of the listener's TLS files and the host
+//! capabilities (block service, access-log journal) are bound at start: changing them
+//! in the config needs a restart, and a reload says so.
 //!
-//! Triggers: a debounced file watch (directories of the config and of every policy, so
-//! rename-and-replace and Kubernetes' `..data` symlink swap are seen), SIGHUP, and the
-//! admin listener's `POST /reload`.
+//! Triggers: a debounced file watch (directories of the config, of every policy and of
+//! every TLS file, so rename-and-replace and Kubernetes' `..data` symlink swap are
+//! seen), SIGHUP, and the admin listener's `POST /reload`.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -28,6 +30,7 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::policy::{HostServices, PolicyReloader, ReloadOutcome};
 use crate::relay::Relay;
+use crate::tls_reload::{RefreshTls, TlsOutcome};
 
 /// What a config check did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +52,16 @@ pub struct ReloadReport {
     pub policies: Vec<ReloadOutcome>,
     /// Which slot each of `policies` is, in the same order.
     pub slots: Vec<SlotRef>,
+    /// Per set of TLS files (the listener's, each upstream's), what the check did.
+    pub certificates: Vec<TlsReport>,
+}
+
+/// What a check did with one set of TLS files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsReport {
+    /// `https listener`, `upstream <name>`.
+    pub what: String,
+    pub outcome: TlsOutcome,
 }
 
 /// A pipeline position, as a reload report names it.
@@ -78,6 +91,10 @@ pub struct Reloader {
     /// One check at a time: a burst of triggers never loads a version twice.
     running: tokio::sync::Mutex<()>,
     watcher: Mutex<Option<(notify::RecommendedWatcher, BTreeSet<PathBuf>)>>,
+    /// TLS files bound at start and checked with every reload: the listener's and the
+    /// host capabilities' upstreams. The relay's upstreams are checked as well, from
+    /// whichever relay is in force.
+    tls: Mutex<Vec<Arc<dyn RefreshTls>>>,
 }
 
 impl std::fmt::Debug for Reloader {
@@ -116,7 +133,50 @@ impl Reloader {
             metrics,
             running: tokio::sync::Mutex::new(()),
             watcher: Mutex::new(None),
+            tls: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Checks `source`'s files with every reload from now on (and watches their
+    /// directories when the file watch runs).
+    pub fn watch_tls(&self, source: Arc<dyn RefreshTls>) {
+        if let Ok(mut sources) = self.tls.lock() {
+            sources.push(source);
+        }
+        self.watch_new_directories();
+    }
+
+    /// Every set of TLS files in use: those bound at start, then the relay's upstreams.
+    fn tls_sources(&self) -> Vec<Arc<dyn RefreshTls>> {
+        let mut sources: Vec<Arc<dyn RefreshTls>> =
+            self.tls.lock().map(|s| s.clone()).unwrap_or_default();
+        let relay = self.relay();
+        sources.extend(
+            relay
+                .upstreams()
+                .iter()
+                .map(|u| u.clone() as Arc<dyn RefreshTls>),
+        );
+        sources
+    }
+
+    /// Rebuilds each TLS configuration whose files changed.
+    fn refresh_tls(&self) -> Vec<TlsReport> {
+        self.tls_sources()
+            .iter()
+            .map(|source| {
+                let outcome = source.refresh();
+                match outcome {
+                    TlsOutcome::Unchanged => {}
+                    TlsOutcome::Reloaded => self.metrics.tls_reloaded(source.what(), true),
+                    TlsOutcome::Failed(_) => self.metrics.tls_reloaded(source.what(), false),
+                }
+                TlsReport {
+                    what: source.what().to_owned(),
+                    outcome,
+                }
+            })
+            .collect()
     }
 
     /// The relay in force now.
@@ -156,7 +216,7 @@ impl Reloader {
     }
 
     /// Reloads the config if its file changed, otherwise the policies whose files
-    /// changed.
+    /// changed; then the TLS configurations whose certificate, key or CA files changed.
     pub async fn reload(&self) -> ReloadReport {
         let _one_at_a_time = self.running.lock().await;
         self.checks.fetch_add(1, Ordering::Relaxed);
@@ -187,10 +247,12 @@ impl Reloader {
                 (outcomes, slots)
             }
         };
+        let certificates = self.refresh_tls();
         ReloadReport {
             config,
             policies,
             slots,
+            certificates,
         }
     }
 
@@ -216,7 +278,7 @@ impl Reloader {
         if restart_only(&config) != self.restart_only {
             tracing::warn!(
                 file = %file.display(),
-                "listener, certificate, block-service or access-log settings changed: they take effect at the next restart; the rest is reloaded now"
+                "listener (certificate paths among them), block-service or access-log settings changed: they take effect at the next restart; the rest is reloaded now"
             );
         }
         match Relay::build_with_metrics(&config, self.services.clone(), self.metrics.clone()).await
@@ -290,6 +352,9 @@ impl Reloader {
             .collect();
         if let Some(policies) = self.policies() {
             wanted.extend(policies.slots().iter().filter_map(|s| parent_dir(&s.file)));
+        }
+        for source in self.tls_sources() {
+            wanted.extend(source.files().iter().filter_map(|f| parent_dir(f)));
         }
         let Ok(mut slot) = self.watcher.lock() else {
             return;

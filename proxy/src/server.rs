@@ -11,6 +11,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
+use rustls::ServerConfig;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -26,6 +27,7 @@ use crate::metrics::Metrics;
 use crate::policy::HostServices;
 use crate::relay::{Caller, Relay};
 use crate::reload::Reloader;
+use crate::tls_reload::{RefreshTls, TlsFiles};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -118,9 +120,12 @@ struct Serving {
 /// Binds the configured listeners and starts serving.
 pub async fn start(config: &Config) -> Result<RunningProxy, StartError> {
     let metrics = Arc::new(Metrics::new());
-    let (services, access_log) = host_services(config, &metrics)?;
+    let (services, access_log, service_tls) = host_services(config, &metrics)?;
     let relay = Relay::build_with_metrics(config, services.clone(), metrics.clone()).await?;
     let reloader = Arc::new(Reloader::with_metrics(relay, config, services, metrics));
+    for source in service_tls {
+        reloader.watch_tls(source);
+    }
     if config.policies.watch {
         reloader
             .watch(millis(config.policies.reload_debounce_ms))
@@ -137,17 +142,22 @@ pub async fn start(config: &Config) -> Result<RunningProxy, StartError> {
     let mut http_addr = None;
 
     if let Some(https) = &config.https {
-        let tls = crate::tls::server_config(
-            &config.resolve(&https.cert),
-            &config.resolve(&https.key),
-            &config.resolve(&https.client_ca),
-        )?;
+        let (cert, key, client_ca) = (
+            config.resolve(&https.cert),
+            config.resolve(&https.key),
+            config.resolve(&https.client_ca),
+        );
+        let files = vec![cert.clone(), key.clone(), client_ca.clone()];
+        let tls = Arc::new(TlsFiles::load("https listener", files, move || {
+            crate::tls::server_config(&cert, &key, &client_ca)
+        })?);
+        reloader.watch_tls(tls.clone());
         let attribute = SenderIdAttribute::parse(&https.sender_id_attribute)
             .ok_or(StartError::SenderAttribute)?;
         let listener = bind(https.listen).await?;
         https_addr = listener.local_addr().ok();
         let accept = TlsAccept {
-            acceptor: TlsAcceptor::from(Arc::new(tls)),
+            config: tls,
             attribute: Arc::new(attribute),
             handshake_timeout: millis(config.proxy.tls_handshake_timeout_ms),
         };
@@ -200,8 +210,8 @@ pub async fn start(config: &Config) -> Result<RunningProxy, StartError> {
 }
 
 /// The capabilities lent to policies: the block service client with its cache and the
-/// access-log journal with its delivery task. Made once per process; a config reload
-/// keeps them.
+/// access-log journal with its delivery task, and the TLS files of their upstream
+/// clients. Made once per process; a config reload keeps them.
 #[allow(clippy::type_complexity)]
 fn host_services(
     config: &Config,
@@ -210,20 +220,28 @@ fn host_services(
     (
         HostServices,
         Option<(AccessJournal, Option<DeliveryHandle>)>,
+        Vec<Arc<dyn RefreshTls>>,
     ),
     StartError,
 > {
     let mut services = HostServices::default();
+    let mut tls: Vec<Arc<dyn RefreshTls>> = Vec::new();
     if let Some(blocks) = BlockService::from_config_with_metrics(config, metrics.clone())? {
+        tls.push(blocks.upstream().clone());
         services.blocks = Some(Arc::new(blocks));
     }
     let mut access_log = None;
     if config.access_log.is_some() {
         let (journal, delivery) = AccessJournal::open(config)?;
+        tls.extend(
+            delivery
+                .iter()
+                .map(|task| task.upstream().clone() as Arc<dyn RefreshTls>),
+        );
         services.access_log = Some(Arc::new(journal.clone()));
         access_log = Some((journal, delivery.map(|task| task.spawn())));
     }
-    Ok((services, access_log))
+    Ok((services, access_log, tls))
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
@@ -234,7 +252,9 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
 
 #[derive(Clone)]
 struct TlsAccept {
-    acceptor: TlsAcceptor,
+    /// The listener's certificate, key and client CA; each connection takes the version
+    /// in force when it is accepted.
+    config: Arc<TlsFiles<ServerConfig>>,
     attribute: Arc<SenderIdAttribute>,
     handshake_timeout: Duration,
 }
@@ -293,8 +313,8 @@ async fn serve_connection(
             serve(TokioIo::new(stream), caller, &serving, stop).await
         }
         Some(tls) => {
-            let handshake =
-                tokio::time::timeout(tls.handshake_timeout, tls.acceptor.accept(stream));
+            let acceptor = TlsAcceptor::from(tls.config.current());
+            let handshake = tokio::time::timeout(tls.handshake_timeout, acceptor.accept(stream));
             let stream = match handshake.await {
                 Ok(Ok(stream)) => stream,
                 Ok(Err(e)) => {

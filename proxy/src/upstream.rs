@@ -2,6 +2,7 @@
 //! client over rustls, presenting the proxy's own certificate.
 
 use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -21,6 +22,7 @@ use tokio::time::{Instant, Sleep};
 
 use crate::config::{millis, Config, UpstreamConfig};
 use crate::tls::{self, TlsError};
+use crate::tls_reload::{RefreshTls, TlsFiles, TlsOutcome};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -32,7 +34,8 @@ pub struct Upstream {
     authority: Authority,
     /// Base path the incoming path is appended to (no trailing slash).
     base_path: String,
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    /// The pooled client, rebuilt (with a new pool) when its certificate files change.
+    client: TlsFiles<HttpsClient>,
     pub response_timeout: Duration,
     pub body_idle_timeout: Duration,
     /// Sent as `x-vp-sender-id` to plain-HTTP upstreams that read it.
@@ -50,6 +53,47 @@ pub enum RelayError {
     Uri(String),
 }
 
+type HttpsClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// How an upstream's connections are made and pooled.
+#[derive(Debug, Clone, Copy)]
+struct ClientSettings {
+    connect_timeout: Duration,
+    max_idle: usize,
+    idle_timeout: Duration,
+}
+
+/// A pooled client; TLS with `ca` (and the proxy's `identity`, certificate and key)
+/// when given, else plain HTTP.
+fn https_client(
+    settings: &ClientSettings,
+    ca: Option<&Path>,
+    identity: Option<&(PathBuf, PathBuf)>,
+) -> Result<HttpsClient, TlsError> {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_connect_timeout(Some(settings.connect_timeout));
+    http.set_nodelay(true);
+    let tls_config = match ca {
+        Some(ca) => tls::client_config(ca, identity.map(|(c, k)| (c.as_path(), k.as_path())))?,
+        // A plain-http upstream: the TLS part of the connector is never used.
+        None => rustls::ClientConfig::builder_with_provider(tls::provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| TlsError::Config(e.to_string()))?
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth(),
+    };
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls_config)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(settings.max_idle)
+        .pool_idle_timeout(settings.idle_timeout)
+        .build(connector))
+}
+
 impl Upstream {
     pub fn new(config: &UpstreamConfig, root: &Config) -> Result<Upstream, TlsError> {
         let uri: Uri = config
@@ -63,33 +107,27 @@ impl Upstream {
             .ok_or_else(|| TlsError::Config(format!("upstream {} url has no host", config.name)))?;
         let base_path = uri.path().trim_end_matches('/').to_owned();
 
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_connect_timeout(Some(millis(config.connect_timeout_ms)));
-        http.set_nodelay(true);
-        let tls_config = match &config.ca {
-            Some(ca) => {
-                let cert = config.client_cert.as_deref().map(|p| root.resolve(p));
-                let key = config.client_key.as_deref().map(|p| root.resolve(p));
-                let identity = cert.as_deref().zip(key.as_deref());
-                tls::client_config(&root.resolve(ca), identity)?
-            }
-            // A plain-http upstream: the TLS part of the connector is never used.
-            None => rustls::ClientConfig::builder_with_provider(tls::provider())
-                .with_safe_default_protocol_versions()
-                .map_err(|e| TlsError::Config(e.to_string()))?
-                .with_root_certificates(rustls::RootCertStore::empty())
-                .with_no_client_auth(),
+        let settings = ClientSettings {
+            connect_timeout: millis(config.connect_timeout_ms),
+            max_idle: config.max_idle_connections,
+            idle_timeout: millis(config.idle_connection_timeout_ms),
         };
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls_config)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_max_idle_per_host(config.max_idle_connections)
-            .pool_idle_timeout(millis(config.idle_connection_timeout_ms))
-            .build(connector);
+        let ca = config.ca.as_deref().map(|p| root.resolve(p));
+        let identity = config
+            .client_cert
+            .as_deref()
+            .map(|p| root.resolve(p))
+            .zip(config.client_key.as_deref().map(|p| root.resolve(p)));
+        // The files the client's TLS config is read from: a change rebuilds the client
+        // (see `tls_reload`), so a renewed proxy certificate is used without a restart.
+        let files: Vec<PathBuf> = ca
+            .iter()
+            .cloned()
+            .chain(identity.iter().flat_map(|(c, k)| [c.clone(), k.clone()]))
+            .collect();
+        let client = TlsFiles::load(format!("upstream {}", config.name), files, move || {
+            https_client(&settings, ca.as_deref(), identity.as_ref())
+        })?;
         Ok(Upstream {
             name: config.name.clone(),
             scheme,
@@ -100,6 +138,14 @@ impl Upstream {
             body_idle_timeout: millis(config.body_idle_timeout_ms),
             vp_sender_id: config.vp_sender_id.clone(),
         })
+    }
+
+    /// The same upstream as the client of one of the proxy's own services (`block
+    /// lookups`): its TLS files are reported under that name, apart from the relay's.
+    pub fn serving(mut self, service: &str) -> Upstream {
+        let what = format!("{service} ({})", self.client.what());
+        self.client = self.client.named(what);
+        self
     }
 
     /// The upstream URI for an incoming path (and query), or the route's fixed path.
@@ -128,7 +174,8 @@ impl Upstream {
         *request.method_mut() = Method::POST;
         *request.uri_mut() = uri;
         *request.headers_mut() = headers;
-        match tokio::time::timeout(timeout, self.client.request(request)).await {
+        let sent = self.client.with_current(|client| client.request(request));
+        match tokio::time::timeout(timeout, sent).await {
             Err(_) => Err(RelayError::Timeout {
                 upstream: self.name.clone(),
                 timeout,
@@ -139,6 +186,22 @@ impl Upstream {
             }),
             Ok(Ok(response)) => Ok(response),
         }
+    }
+}
+
+/// An upstream's client certificate, key and CA are checked with the listener's: a
+/// renewed certificate is presented on the connections opened after the check.
+impl RefreshTls for Upstream {
+    fn what(&self) -> &str {
+        self.client.what()
+    }
+
+    fn files(&self) -> &[PathBuf] {
+        self.client.files()
+    }
+
+    fn refresh(&self) -> TlsOutcome {
+        self.client.refresh()
     }
 }
 

@@ -247,6 +247,74 @@ pub async fn post_tls(
     .await?
 }
 
+/// A kept-alive mutual-TLS connection: calls one after another on the same connection,
+/// and the certificate the server presented in the handshake.
+pub struct TlsSession {
+    addr: SocketAddr,
+    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    driver: tokio::task::JoinHandle<()>,
+    /// The server's certificate (DER), as presented when the connection was opened.
+    pub served: Vec<u8>,
+}
+
+impl TlsSession {
+    pub async fn open(addr: SocketAddr, tls: &TlsConnector) -> anyhow::Result<TlsSession> {
+        tokio::time::timeout(CALL_TIMEOUT, async {
+            let tcp = TcpStream::connect(addr).await?;
+            let name = rustls_pki_types::ServerName::try_from("127.0.0.1")?;
+            let stream = tls.connect(name, tcp).await?;
+            let served = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|certs| certs.first())
+                .map(|cert| cert.as_ref().to_vec())
+                .ok_or_else(|| anyhow::anyhow!("the server presented no certificate"))?;
+            let (sender, connection) =
+                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+            let driver = tokio::spawn(async move {
+                let _ = connection.await;
+            });
+            Ok(TlsSession {
+                addr,
+                sender,
+                driver,
+                served,
+            })
+        })
+        .await?
+    }
+
+    /// Sends a call on this connection and reads the whole answer.
+    pub async fn send(&mut self, call: Call<'_>) -> anyhow::Result<Reply> {
+        tokio::time::timeout(CALL_TIMEOUT, async {
+            self.sender.ready().await?;
+            let response = self.sender.send_request(call.request(self.addr)).await?;
+            let (parts, body) = response.into_parts();
+            let body = body.collect().await?.to_bytes();
+            Ok(Reply {
+                status: parts.status,
+                headers: parts.headers,
+                body,
+            })
+        })
+        .await?
+    }
+}
+
+impl Drop for TlsSession {
+    fn drop(&mut self) {
+        self.driver.abort();
+    }
+}
+
+/// The first certificate of a PEM file, as DER: what a server presenting it sends.
+pub fn certificate_der(pem: &Path) -> Vec<u8> {
+    rtp_proxy::tls::load_certs(pem).expect("a PEM certificate")[0]
+        .as_ref()
+        .to_vec()
+}
+
 /// Sends one call over plain HTTP on a fresh connection.
 pub async fn post_plain(addr: SocketAddr, call: Call<'_>) -> anyhow::Result<Reply> {
     tokio::time::timeout(CALL_TIMEOUT, async {

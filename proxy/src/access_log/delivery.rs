@@ -123,6 +123,12 @@ impl DeliveryTask {
         })
     }
 
+    /// The client entries are delivered with (its certificate is reloaded with the
+    /// listener's).
+    pub fn upstream(&self) -> &Arc<Upstream> {
+        &self.upstream
+    }
+
     /// Runs the loop on the tokio runtime. Dropping the handle leaves it running.
     pub fn spawn(self) -> DeliveryHandle {
         let (stop, stop_rx) = watch::channel(false);

@@ -400,9 +400,9 @@ impl AccessJournal {
                 let upstream = config.upstream(name).ok_or_else(|| {
                     JournalError::Delivery(format!("no [[upstream]] is named {name:?}"))
                 })?;
-                Some(Arc::new(Upstream::new(upstream, config).map_err(|e| {
-                    JournalError::Delivery(format!("upstream {name}: {e}"))
-                })?))
+                let upstream = Upstream::new(upstream, config)
+                    .map_err(|e| JournalError::Delivery(format!("upstream {name}: {e}")))?;
+                Some(Arc::new(upstream.serving("access-log delivery")))
             }
             None => None,
         };

@@ -1,0 +1,235 @@
+//! TLS material replaced while the proxy runs. Certificates are renewed (a SITHS
+//! function certificate before it expires, a cert-manager secret in Kubernetes) and a
+//! restart for each would drop calls. A [`TlsFiles`] holds what was built from a set of
+//! PEM files (the listener's rustls config, an upstream's client) and rebuilds it when
+//! their content changes.
+//!
+//! A connection takes the value in force when it starts; one already open keeps its
+//! certificate until it closes, so no call is cut off. A rebuild that fails keeps the
+//! running value and says which file and why: a key that does not match its
+//! certificate (only one of the two written yet; the write of the other is the next
+//! change and the next check), a garbled or missing file.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use sha2::{Digest, Sha256};
+
+use crate::tls::TlsError;
+
+/// What a check of a [`TlsFiles`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsOutcome {
+    /// The files' content is what the value in force was built from.
+    Unchanged,
+    /// A value built from the changed files is in force.
+    Reloaded,
+    /// The changed files did not build; the value in force stays.
+    Failed(String),
+}
+
+type Build<T> = Box<dyn Fn() -> Result<T, TlsError> + Send + Sync>;
+
+/// A value built from PEM files, rebuilt by [`TlsFiles::refresh`] when they change.
+pub struct TlsFiles<T> {
+    /// What it is, for logs, metrics and the reload report: `https listener`,
+    /// `upstream ntjp`.
+    what: String,
+    files: Vec<PathBuf>,
+    /// The hash of the files' content the value in force was built from.
+    built_from: Mutex<Option<String>>,
+    build: Build<T>,
+    current: ArcSwap<T>,
+}
+
+impl<T> std::fmt::Debug for TlsFiles<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsFiles")
+            .field("what", &self.what)
+            .field("files", &self.files)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> TlsFiles<T> {
+    /// Builds the first value; `build` reads `files` (and only those) each time.
+    pub fn load(
+        what: impl Into<String>,
+        files: Vec<PathBuf>,
+        build: impl Fn() -> Result<T, TlsError> + Send + Sync + 'static,
+    ) -> Result<TlsFiles<T>, TlsError> {
+        // Hashed before the build reads them: a file changed in between has another
+        // hash at the next check, which then builds again (never the other way round).
+        let hash = content_hash(&files).ok();
+        let value = build()?;
+        Ok(TlsFiles {
+            what: what.into(),
+            files,
+            built_from: Mutex::new(hash),
+            build: Box::new(build),
+            current: ArcSwap::from_pointee(value),
+        })
+    }
+
+    /// The same, called `what` in logs, metrics and reports.
+    pub fn named(mut self, what: impl Into<String>) -> TlsFiles<T> {
+        self.what = what.into();
+        self
+    }
+
+    /// The value in force.
+    pub fn current(&self) -> Arc<T> {
+        self.current.load_full()
+    }
+
+    /// Borrows the value in force without taking a reference count (per call).
+    pub fn with_current<R>(&self, f: impl FnOnce(&T) -> R) -> R {
+        f(&self.current.load())
+    }
+
+    pub fn what(&self) -> &str {
+        &self.what
+    }
+
+    /// The files the value is built from (none for a plain-HTTP upstream).
+    pub fn files(&self) -> &[PathBuf] {
+        &self.files
+    }
+
+    /// Rebuilds the value if the files' content changed since it was built.
+    pub fn refresh(&self) -> TlsOutcome {
+        if self.files.is_empty() {
+            return TlsOutcome::Unchanged;
+        }
+        let hash = match content_hash(&self.files) {
+            Ok(hash) => hash,
+            Err(message) => return self.failed(message),
+        };
+        let Ok(mut built_from) = self.built_from.lock() else {
+            return TlsOutcome::Unchanged;
+        };
+        if built_from.as_deref() == Some(hash.as_str()) {
+            return TlsOutcome::Unchanged;
+        }
+        match (self.build)() {
+            Ok(value) => {
+                self.current.store(Arc::new(value));
+                *built_from = Some(hash);
+                tracing::info!(what = %self.what, "TLS certificate and key reloaded; new connections use them");
+                TlsOutcome::Reloaded
+            }
+            Err(e) => self.failed(e.to_string()),
+        }
+    }
+
+    fn failed(&self, message: String) -> TlsOutcome {
+        tracing::error!(what = %self.what, error = %message, "TLS reload failed; the certificate in force stays");
+        TlsOutcome::Failed(message)
+    }
+}
+
+/// Something with TLS files to check: the listener's config or an upstream's client.
+pub trait RefreshTls: Send + Sync {
+    fn what(&self) -> &str;
+    fn files(&self) -> &[PathBuf];
+    fn refresh(&self) -> TlsOutcome;
+}
+
+impl<T: Send + Sync> RefreshTls for TlsFiles<T> {
+    fn what(&self) -> &str {
+        TlsFiles::what(self)
+    }
+
+    fn files(&self) -> &[PathBuf] {
+        TlsFiles::files(self)
+    }
+
+    fn refresh(&self) -> TlsOutcome {
+        TlsFiles::refresh(self)
+    }
+}
+
+/// One hash over the files' content, in order; an unreadable file is an error naming it.
+fn content_hash(files: &[PathBuf]) -> Result<String, String> {
+    let mut hasher = Sha256::new();
+    for file in files {
+        let bytes = read(file)?;
+        hasher.update((bytes.len() as u64).to_le_bytes());
+        hasher.update(&bytes);
+    }
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+fn read(file: &Path) -> Result<Vec<u8>, String> {
+    std::fs::read(file).map_err(|e| format!("{}: cannot read: {e}", file.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A "build" that reads the file as a number, refusing anything else.
+    fn number_files(dir: &Path) -> TlsFiles<u32> {
+        let file = dir.join("value.pem");
+        let read_from = file.clone();
+        TlsFiles::load("test value", vec![file], move || {
+            let text = std::fs::read_to_string(&read_from).map_err(|e| TlsError::File {
+                path: read_from.clone(),
+                message: e.to_string(),
+            })?;
+            text.trim().parse().map_err(|_| TlsError::File {
+                path: read_from.clone(),
+                message: format!("not a number: {text:?}"),
+            })
+        })
+        .expect("first value builds")
+    }
+
+    #[test]
+    fn a_changed_file_is_rebuilt_once_and_a_broken_one_keeps_the_value_in_force() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("value.pem"), "1").unwrap();
+        let files = number_files(dir.path());
+        assert_eq!(*files.current(), 1);
+        assert_eq!(files.refresh(), TlsOutcome::Unchanged);
+
+        std::fs::write(dir.path().join("value.pem"), "2").unwrap();
+        assert_eq!(files.refresh(), TlsOutcome::Reloaded);
+        assert_eq!(*files.current(), 2);
+        assert_eq!(
+            files.refresh(),
+            TlsOutcome::Unchanged,
+            "built once per change"
+        );
+
+        std::fs::write(dir.path().join("value.pem"), "garbled").unwrap();
+        match files.refresh() {
+            TlsOutcome::Failed(message) => {
+                assert!(message.contains("value.pem"), "names the file: {message}")
+            }
+            other => panic!("expected a failure, got {other:?}"),
+        }
+        assert_eq!(*files.current(), 2, "the value in force stays");
+
+        std::fs::remove_file(dir.path().join("value.pem")).unwrap();
+        match files.refresh() {
+            TlsOutcome::Failed(message) => assert!(message.contains("cannot read")),
+            other => panic!("expected a failure, got {other:?}"),
+        }
+        std::fs::write(dir.path().join("value.pem"), "3").unwrap();
+        assert_eq!(files.refresh(), TlsOutcome::Reloaded, "mended: built again");
+        assert_eq!(files.with_current(|v| *v), 3);
+    }
+
+    #[test]
+    fn no_files_never_change() {
+        let files = TlsFiles::load("plain", Vec::new(), || Ok(7)).unwrap();
+        assert_eq!(files.refresh(), TlsOutcome::Unchanged);
+        assert!(files.files().is_empty());
+    }
+}
