@@ -93,6 +93,30 @@ pub struct HttpsListener {
     /// Subject attribute holding the caller's HSA-id: `serialNumber` (SITHS), `CN`, or a dotted OID.
     #[serde(default = "default_sender_id_attribute")]
     pub sender_id_attribute: String,
+    /// Certificate revocation lists (PEM or DER files) client certificates are checked
+    /// against; none: no revocation check.
+    #[serde(default)]
+    pub crls: Vec<PathBuf>,
+    /// Which certificates of a caller's chain are checked against the CRLs.
+    #[serde(default)]
+    pub crl_check: CrlCheck,
+    /// Accept a certificate no CRL covers (else the handshake fails).
+    #[serde(default)]
+    pub allow_unknown_revocation_status: bool,
+    /// Accept revocation answers from a CRL past its nextUpdate (else the handshake fails).
+    #[serde(default)]
+    pub allow_expired_crls: bool,
+}
+
+/// `[https] crl_check`: which certificates of a caller's chain must not be revoked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CrlCheck {
+    /// Every certificate below the trust anchor (the caller's and its issuing CAs').
+    #[default]
+    Chain,
+    /// Only the caller's own certificate.
+    EndEntity,
 }
 
 /// `[http]`: plain HTTP for development and trusted internal callers.
@@ -667,6 +691,9 @@ impl Config {
             self.file_exists(&https.cert, at.key("cert"))?;
             self.file_exists(&https.key, at.key("key"))?;
             self.file_exists(&https.client_ca, at.key("client_ca"))?;
+            for (i, crl) in https.crls.iter().enumerate() {
+                self.file_exists(crl, at.key("crls").index(i))?;
+            }
             if crate::identity::SenderIdAttribute::parse(&https.sender_id_attribute).is_none() {
                 return Err(Invalid::at(
                     at.key("sender_id_attribute"),

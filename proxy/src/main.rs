@@ -202,12 +202,8 @@ async fn check(path: PathBuf) -> anyhow::Result<()> {
         .with_context(|| format!("{}", path.display()))?;
     let policies = relay.policy_count();
     if let Some(https) = &config.https {
-        rtp_proxy::tls::server_config(
-            &config.resolve(&https.cert),
-            &config.resolve(&https.key),
-            &config.resolve(&https.client_ca),
-        )
-        .with_context(|| format!("{}: [https]", path.display()))?;
+        rtp_proxy::server::listener_tls(&config, https)
+            .with_context(|| format!("{}: [https]", path.display()))?;
     }
     println!(
         "{}: OK ({} upstream(s), {} route(s), {} policy(ies))",

@@ -7,8 +7,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType,
-    ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose,
+    date_time_ymd, BasicConstraints, CertificateParams, CertificateRevocationListParams,
+    CertifiedIssuer, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyIdMethod,
+    KeyPair, KeyUsagePurpose, RevocationReason, RevokedCertParams, SerialNumber,
 };
 
 /// The subject attribute SITHS function certificates carry the HSA-id in.
@@ -18,6 +19,10 @@ pub const SERIAL_NUMBER_OID: [u64; 4] = [2, 5, 4, 5];
 pub enum PkiError {
     #[error("generating a certificate failed: {0}")]
     Generate(#[from] rcgen::Error),
+    #[error("not a usable certificate: {0}")]
+    Certificate(String),
+    #[error("a CRL date out of range: {0}")]
+    Date(String),
     #[error("writing {path}: {source}")]
     Write {
         path: PathBuf,
@@ -88,6 +93,43 @@ impl TestCa {
         self.issue(params)
     }
 
+    /// A CRL (PEM) revoking the given certificates (PEM, issued by this CA), issued
+    /// yesterday; its nextUpdate is `next_update_days` from today (negative: expired).
+    pub fn crl(&self, revoked: &[&str], next_update_days: i64) -> Result<String, PkiError> {
+        let now = jiff::Timestamp::now();
+        let day = |offset: i64| -> Result<_, PkiError> {
+            let at = now
+                .checked_add(jiff::Span::new().hours(offset * 24))
+                .map_err(|e| PkiError::Date(e.to_string()))?;
+            let date = jiff::tz::Offset::UTC.to_datetime(at).date();
+            Ok(date_time_ymd(
+                i32::from(date.year()),
+                date.month().unsigned_abs(),
+                date.day().unsigned_abs(),
+            ))
+        };
+        let revoked_certs = revoked
+            .iter()
+            .map(|pem| {
+                Ok(RevokedCertParams {
+                    serial_number: serial_of(pem)?,
+                    revocation_time: day(-1)?,
+                    reason_code: Some(RevocationReason::KeyCompromise),
+                    invalidity_date: None,
+                })
+            })
+            .collect::<Result<Vec<_>, PkiError>>()?;
+        let params = CertificateRevocationListParams {
+            this_update: day(next_update_days.min(0) - 1)?,
+            next_update: day(next_update_days)?,
+            crl_number: SerialNumber::from(1),
+            issuing_distribution_point: None,
+            revoked_certs,
+            key_identifier_method: KeyIdMethod::Sha256,
+        };
+        Ok(params.signed_by(&self.issuer)?.pem()?)
+    }
+
     fn issue(&self, mut params: CertificateParams) -> Result<CertifiedKey, PkiError> {
         params.key_usages = vec![
             KeyUsagePurpose::DigitalSignature,
@@ -100,6 +142,16 @@ impl TestCa {
             key_pem: key.serialize_pem(),
         })
     }
+}
+
+/// The serial number of a PEM certificate, as a CRL names it.
+fn serial_of(cert_pem: &str) -> Result<SerialNumber, PkiError> {
+    let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes())
+        .map_err(|e| PkiError::Certificate(e.to_string()))?;
+    let cert = pem
+        .parse_x509()
+        .map_err(|e| PkiError::Certificate(e.to_string()))?;
+    Ok(SerialNumber::from_slice(cert.raw_serial()))
 }
 
 fn named(common_name: &str, hsa_id: Option<&str>) -> DistinguishedName {

@@ -21,12 +21,13 @@ use tracing::{debug, info, warn};
 use crate::access_log::{AccessJournal, DeliveryHandle};
 use crate::admin::Admin;
 use crate::blocks::BlockService;
-use crate::config::{millis, Config};
+use crate::config::{millis, Config, CrlCheck, HttpsListener};
 use crate::identity::SenderIdAttribute;
 use crate::metrics::Metrics;
 use crate::policy::HostServices;
 use crate::relay::{Caller, Relay};
 use crate::reload::Reloader;
+use crate::tls::Revocation;
 use crate::tls_reload::{RefreshTls, TlsFiles};
 
 #[derive(Debug, thiserror::Error)]
@@ -142,15 +143,7 @@ pub async fn start(config: &Config) -> Result<RunningProxy, StartError> {
     let mut http_addr = None;
 
     if let Some(https) = &config.https {
-        let (cert, key, client_ca) = (
-            config.resolve(&https.cert),
-            config.resolve(&https.key),
-            config.resolve(&https.client_ca),
-        );
-        let files = vec![cert.clone(), key.clone(), client_ca.clone()];
-        let tls = Arc::new(TlsFiles::load("https listener", files, move || {
-            crate::tls::server_config(&cert, &key, &client_ca)
-        })?);
+        let tls = Arc::new(listener_tls(config, https)?);
         reloader.watch_tls(tls.clone());
         let attribute = SenderIdAttribute::parse(&https.sender_id_attribute)
             .ok_or(StartError::SenderAttribute)?;
@@ -206,6 +199,31 @@ pub async fn start(config: &Config) -> Result<RunningProxy, StartError> {
         tasks,
         reloader,
         access_log,
+    })
+}
+
+/// The `[https]` listener's TLS configuration: its certificate, key, client CA and CRLs,
+/// rebuilt when those files change. `rtp-proxy check` builds it too, to prove the files.
+pub fn listener_tls(
+    config: &Config,
+    https: &HttpsListener,
+) -> Result<TlsFiles<ServerConfig>, crate::tls::TlsError> {
+    let (cert, key, client_ca) = (
+        config.resolve(&https.cert),
+        config.resolve(&https.key),
+        config.resolve(&https.client_ca),
+    );
+    let revocation = Revocation {
+        crls: https.crls.iter().map(|crl| config.resolve(crl)).collect(),
+        end_entity_only: https.crl_check == CrlCheck::EndEntity,
+        allow_unknown_status: https.allow_unknown_revocation_status,
+        allow_expired: https.allow_expired_crls,
+    };
+    // A new CRL is a change like a renewed certificate: the listener is rebuilt.
+    let mut files = vec![cert.clone(), key.clone(), client_ca.clone()];
+    files.extend(revocation.crls.iter().cloned());
+    TlsFiles::load("https listener", files, move || {
+        crate::tls::server_config(&cert, &key, &client_ca, &revocation)
     })
 }
 
@@ -318,7 +336,14 @@ async fn serve_connection(
             let stream = match handshake.await {
                 Ok(Ok(stream)) => stream,
                 Ok(Err(e)) => {
-                    debug!(%peer, error = %e, "TLS handshake refused");
+                    // A revoked or expired certificate is a caller that once was
+                    // trusted: worth an operator's attention, unlike scanners and
+                    // dropped connections.
+                    if refused_certificate(&e) {
+                        warn!(%peer, error = %e, "TLS handshake refused: the client certificate");
+                    } else {
+                        debug!(%peer, error = %e, "TLS handshake refused");
+                    }
                     return;
                 }
                 Err(_) => {
@@ -337,6 +362,29 @@ async fn serve_connection(
             serve(TokioIo::new(stream), Caller::Tls { sender }, &serving, stop).await
         }
     }
+}
+
+/// Whether a handshake failed on a client certificate that chains to the client CA but
+/// is revoked, expired or not yet valid, or whose revocation status is unknown.
+fn refused_certificate(e: &std::io::Error) -> bool {
+    use rustls::CertificateError as C;
+    let Some(rustls::Error::InvalidCertificate(error)) = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    else {
+        return false;
+    };
+    matches!(
+        error,
+        C::Revoked
+            | C::Expired
+            | C::ExpiredContext { .. }
+            | C::NotValidYet
+            | C::NotValidYetContext { .. }
+            | C::UnknownRevocationStatus
+            | C::ExpiredRevocationList
+            | C::ExpiredRevocationListContext { .. }
+    )
 }
 
 /// Serves one connection until it ends. Once the shutdown begins, a call in progress is

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -55,11 +55,69 @@ pub fn load_roots(path: &Path) -> Result<RootCertStore, TlsError> {
     Ok(roots)
 }
 
-/// A server that requires a client certificate chaining to `client_ca`.
-pub fn server_config(cert: &Path, key: &Path, client_ca: &Path) -> Result<ServerConfig, TlsError> {
+/// How client certificates are checked for revocation (`[https] crls` and the keys
+/// after it).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Revocation {
+    /// CRL files, PEM (one or more `X509 CRL` blocks) or DER; none: no check.
+    pub crls: Vec<PathBuf>,
+    /// Check only the caller's own certificate, not its issuing CAs'.
+    pub end_entity_only: bool,
+    /// Accept a certificate that no CRL covers.
+    pub allow_unknown_status: bool,
+    /// Accept answers from a CRL past its nextUpdate.
+    pub allow_expired: bool,
+}
+
+/// The CRLs in a file: each `X509 CRL` block of a PEM file, or the whole file as one
+/// DER CRL (as CAs publish them at their distribution points). Each is parsed here, so
+/// a broken list is refused naming its file instead of failing every handshake.
+pub fn load_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
+    let bytes =
+        std::fs::read(path).map_err(|e| file_error(path, format!("cannot read CRLs: {e}")))?;
+    let crls: Vec<CertificateRevocationListDer<'static>> = if bytes.starts_with(b"-----") {
+        CertificateRevocationListDer::pem_slice_iter(&bytes)
+            .collect::<Result<_, _>>()
+            .map_err(|e| file_error(path, format!("not a PEM CRL file: {e}")))?
+    } else {
+        vec![CertificateRevocationListDer::from(bytes)]
+    };
+    if crls.is_empty() {
+        return Err(file_error(path, "contains no CRL"));
+    }
+    for crl in &crls {
+        x509_parser::parse_x509_crl(crl.as_ref())
+            .map_err(|e| file_error(path, format!("not a usable CRL: {e}")))?;
+    }
+    Ok(crls)
+}
+
+/// A server that requires a client certificate chaining to `client_ca`, not revoked by
+/// any of `revocation`'s CRLs.
+pub fn server_config(
+    cert: &Path,
+    key: &Path,
+    client_ca: &Path,
+    revocation: &Revocation,
+) -> Result<ServerConfig, TlsError> {
     let roots = Arc::new(load_roots(client_ca)?);
     let provider = provider();
-    let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider.clone())
+    let mut crls = Vec::new();
+    for file in &revocation.crls {
+        crls.extend(load_crls(file)?);
+    }
+    let mut verifier =
+        WebPkiClientVerifier::builder_with_provider(roots, provider.clone()).with_crls(crls);
+    if revocation.end_entity_only {
+        verifier = verifier.only_check_end_entity_revocation();
+    }
+    if revocation.allow_unknown_status {
+        verifier = verifier.allow_unknown_revocation_status();
+    }
+    if !revocation.allow_expired {
+        verifier = verifier.enforce_revocation_expiration();
+    }
+    let verifier = verifier
         .build()
         .map_err(|e| TlsError::Config(format!("client verifier: {e}")))?;
     let mut config = ServerConfig::builder_with_provider(provider)
@@ -89,4 +147,39 @@ pub fn client_config(
         None => builder.with_no_client_auth(),
     };
     Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pki::TestCa;
+
+    #[test]
+    fn crls_load_from_pem_with_several_blocks_or_from_der_and_bad_ones_name_their_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = TestCa::new("CRL test CA").unwrap();
+        let pem = ca.crl(&[], 30).unwrap();
+        let two = dir.path().join("two.pem");
+        std::fs::write(&two, format!("{pem}{pem}")).unwrap();
+        assert_eq!(load_crls(&two).unwrap().len(), 2);
+
+        // The DER form CAs publish at their distribution points.
+        let der = dir.path().join("one.crl");
+        let block = CertificateRevocationListDer::from_pem_slice(pem.as_bytes()).unwrap();
+        std::fs::write(&der, block.as_ref()).unwrap();
+        assert_eq!(load_crls(&der).unwrap(), vec![block]);
+
+        for (name, content) in [
+            (
+                "empty.pem",
+                "-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n",
+            ),
+            ("garbled.crl", "not a list"),
+        ] {
+            let file = dir.path().join(name);
+            std::fs::write(&file, content).unwrap();
+            let error = load_crls(&file).unwrap_err().to_string();
+            assert!(error.contains(name), "{error}");
+        }
+    }
 }

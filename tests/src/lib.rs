@@ -62,6 +62,17 @@ impl Pki {
             .unwrap()
             .write(dir.path(), "anonymous")
             .unwrap();
+        // Revocation lists: one revoking nothing, one revoking the aggregator's
+        // certificate, and one past its nextUpdate.
+        let aggregator = std::fs::read_to_string(dir.path().join("aggregator.crt")).unwrap();
+        for (file, revoked, next_update_days) in [
+            ("crl-none.pem", vec![], 30),
+            ("crl-aggregator.pem", vec![aggregator.as_str()], 30),
+            ("crl-expired.pem", vec![], -1),
+        ] {
+            let crl = ca.crl(&revoked, next_update_days).expect("CRL");
+            std::fs::write(dir.path().join(file), crl).expect("write CRL");
+        }
         let rogue = TestCa::new("rogue CA").unwrap();
         rogue
             .client("rogue", Some(ids::CONSUMER))

@@ -2,7 +2,9 @@
 //! renewed certificate to new connections while a connection opened before keeps its
 //! own and goes on serving calls; a broken renewal keeps the certificate in force and
 //! says which file; an upstream's renewed client certificate is what the next call to
-//! NTjP presents.
+//! NTjP presents. Callers' certificates are checked against revocation lists: a revoked
+//! caller fails the handshake, a new list takes effect on reload, and stale or missing
+//! lists refuse unless the operator allows them.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -245,4 +247,108 @@ async fn a_renewed_upstream_client_certificate_is_presented_on_the_next_call() {
             Some(ids::AGGREGATOR.to_owned())
         ]
     );
+}
+
+/// `config` with the listener checking callers against `crls` (file names in `live`)
+/// and `more` added to `[https]`.
+fn with_crls(text: &str, live: &Pki, crls: &[&str], more: &str) -> String {
+    let dir = live.dir.path().display().to_string();
+    let list: Vec<String> = crls.iter().map(|f| format!("\"{dir}/{f}\"")).collect();
+    let client_ca = format!("client_ca = \"{dir}/ca.crt\"\n");
+    text.replacen(
+        &client_ca,
+        &format!("{client_ca}crls = [{}]\n{more}", list.join(", ")),
+        1,
+    )
+}
+
+async fn answered(addr: std::net::SocketAddr, pki: &Pki, stem: &str) -> bool {
+    match post_tls(addr, &pki.client(Some(stem)), Call::soap(sample(REQUEST))).await {
+        Ok(reply) => reply.status == StatusCode::OK,
+        Err(_) => false,
+    }
+}
+
+#[tokio::test]
+async fn a_revoked_caller_is_refused_in_the_handshake_and_a_new_crl_takes_effect_on_reload() {
+    let pki = Pki::generate();
+    let live = live_copy(&pki);
+    std::fs::copy(pki.path("crl-none.pem"), live.path("callers.crl")).expect("copy");
+    let producer = StaticProducer::start(StatusCode::OK, sample(RESPONSE)).await;
+    let text = with_crls(
+        &config(&live, &producer.url(), false),
+        &live,
+        &["callers.crl"],
+        "",
+    );
+    let proxy = start_proxy(&text).await;
+    let addr = proxy.https_addr.expect("https listener");
+    assert!(answered(addr, &pki, "consumer").await);
+    assert!(answered(addr, &pki, "aggregator").await, "not revoked yet");
+
+    // The CA revokes the aggregator's certificate; the new list is put in place.
+    std::fs::copy(pki.path("crl-aggregator.pem"), live.path("callers.crl")).expect("copy");
+    let report = reload(&proxy).await;
+    assert_eq!(
+        tls_entry(&report, "https listener")["outcome"],
+        "reloaded",
+        "{report}"
+    );
+    assert!(
+        !answered(addr, &pki, "aggregator").await,
+        "a revoked certificate must not get a call through"
+    );
+    assert!(answered(addr, &pki, "consumer").await, "others still pass");
+    // Nothing the revoked caller sent reached the producer.
+    assert_eq!(producer.received().len(), 3);
+
+    // A garbled list is refused naming the file; the list in force stays.
+    std::fs::write(live.path("callers.crl"), "-----BEGIN X509 CRL-----\nAAAA\n").expect("write");
+    let report = reload(&proxy).await;
+    let entry = tls_entry(&report, "https listener");
+    assert_eq!(entry["outcome"], "failed", "{report}");
+    assert!(
+        entry["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("callers.crl")),
+        "{report}"
+    );
+    assert!(!answered(addr, &pki, "aggregator").await, "still revoked");
+}
+
+#[tokio::test]
+async fn an_expired_crl_refuses_every_caller_unless_allowed() {
+    let pki = Pki::generate();
+    let live = live_copy(&pki);
+    let producer = StaticProducer::start(StatusCode::OK, sample(RESPONSE)).await;
+    let base = config(&live, &producer.url(), false);
+
+    // A list past its nextUpdate cannot tell a certificate revoked since: refused.
+    let strict = start_proxy(&with_crls(&base, &live, &["crl-expired.pem"], "")).await;
+    assert!(!answered(strict.https_addr.expect("https"), &pki, "consumer").await);
+
+    // Unless the operator accepts stale lists for a while.
+    let lenient = with_crls(
+        &base,
+        &live,
+        &["crl-expired.pem"],
+        "allow_expired_crls = true\n",
+    );
+    let lenient = start_proxy(&lenient).await;
+    assert!(answered(lenient.https_addr.expect("https"), &pki, "consumer").await);
+
+    // A caller no list covers (here: a list by another CA only) is refused by default.
+    let other_ca = "rogue-ca.crl";
+    let rogue = rtp_proxy::pki::TestCa::new("another CA").expect("CA");
+    std::fs::write(live.path(other_ca), rogue.crl(&[], 30).expect("CRL")).expect("write");
+    let unknown = start_proxy(&with_crls(&base, &live, &[other_ca], "")).await;
+    assert!(!answered(unknown.https_addr.expect("https"), &pki, "consumer").await);
+    let allowed = with_crls(
+        &base,
+        &live,
+        &[other_ca],
+        "allow_unknown_revocation_status = true\n",
+    );
+    let allowed = start_proxy(&allowed).await;
+    assert!(answered(allowed.https_addr.expect("https"), &pki, "consumer").await);
 }

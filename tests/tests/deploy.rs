@@ -164,12 +164,7 @@ async fn the_example_config_passes_check_with_its_certificates_and_policies() {
         .unwrap_or_else(|e| panic!("{e:#}"));
     assert_eq!(relay.policy_count(), POLICIES.len());
     let https = config.https.as_ref().expect("a mutual-TLS listener");
-    rtp_proxy::tls::server_config(
-        &config.resolve(&https.cert),
-        &config.resolve(&https.key),
-        &config.resolve(&https.client_ca),
-    )
-    .unwrap();
+    rtp_proxy::server::listener_tls(&config, https).unwrap_or_else(|e| panic!("{e}"));
     assert!(config.http.is_none(), "consumers use mutual TLS only");
     assert!(config.access_log.is_some() && config.blocks.is_some());
 }
