@@ -164,6 +164,7 @@ impl Admin {
         if let Some(journal) = &self.journal {
             metrics.set_access_log(&journal.stats());
         }
+        metrics.set_tls_validity(&self.reloader.tls_validity());
         let mut response = Response::new(Full::new(Bytes::from(metrics.render())));
         response.headers_mut().insert(
             header::CONTENT_TYPE,

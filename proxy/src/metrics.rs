@@ -14,6 +14,7 @@
 //! Hot path: a label lookup (a hash of a few shared strings) and an atomic add; label
 //! values are `&'static str` or `Arc<str>` clones, never allocated per call.
 
+use crate::tls_reload::Validity;
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::{Hash, Hasher};
@@ -235,6 +236,16 @@ struct OutcomeLabel {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct TlsLabel {
+    tls: Label,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct FileLabel {
+    file: Label,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct TlsReload {
     tls: Label,
     outcome: Label,
@@ -278,6 +289,8 @@ pub struct Metrics {
     config_reloads: Family<OutcomeLabel, Counter>,
     policy_reloads: Family<PolicyReload, Counter>,
     tls_reloads: Family<TlsReload, Counter>,
+    tls_expiry: Family<TlsLabel, Gauge>,
+    crl_next_update: Family<FileLabel, Gauge>,
     block_lookups: Family<OutcomeLabel, Counter>,
     journal_depth: Gauge,
     journal_lag: Gauge<f64, std::sync::atomic::AtomicU64>,
@@ -421,6 +434,20 @@ impl Metrics {
             None,
             Family::<TlsReload, Counter>::default(),
         );
+        let tls_expiry = registered(
+            &mut registry,
+            "rtp_tls_certificate_expiry_timestamp_seconds",
+            "notAfter of the certificate each TLS configuration presents (the https listener's, an upstream client's), Unix time: alert well before it",
+            None,
+            Family::<TlsLabel, Gauge>::default(),
+        );
+        let crl_next_update = registered(
+            &mut registry,
+            "rtp_tls_crl_next_update_timestamp_seconds",
+            "Earliest nextUpdate of each revocation list file in force, Unix time: past it the list refuses every caller unless allow_expired_crls",
+            None,
+            Family::<FileLabel, Gauge>::default(),
+        );
         let block_lookups = registered(
             &mut registry,
             "rtp_block_lookups",
@@ -510,6 +537,8 @@ impl Metrics {
             config_reloads,
             policy_reloads,
             tls_reloads,
+            tls_expiry,
+            crl_next_update,
             block_lookups,
             journal_depth,
             journal_lag,
@@ -686,6 +715,34 @@ impl Metrics {
             outcome: success_label(success),
         };
         self.tls_reloads.get_or_create(&labels).inc();
+    }
+
+    /// When the certificates and revocation lists in force run out, per TLS
+    /// configuration (read at scrape). Replaces what was set before, so an upstream a
+    /// config reload removed is no longer shown.
+    pub fn set_tls_validity(&self, all: &[(String, Validity)]) {
+        self.tls_expiry.clear();
+        self.crl_next_update.clear();
+        for (what, validity) in all {
+            self.set_one_tls_validity(what, validity);
+        }
+    }
+
+    fn set_one_tls_validity(&self, what: &str, validity: &Validity) {
+        if let Some(not_after) = validity.certificate_not_after {
+            let labels = TlsLabel {
+                tls: Label::shared(Arc::from(what)),
+            };
+            self.tls_expiry.get_or_create(&labels).set(not_after);
+        }
+        for (file, next_update) in &validity.crl_next_update {
+            let labels = FileLabel {
+                file: Label::shared(Arc::from(file.display().to_string().as_str())),
+            };
+            self.crl_next_update
+                .get_or_create(&labels)
+                .set(*next_update);
+        }
     }
 
     /// A block lookup finished.

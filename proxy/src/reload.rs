@@ -30,7 +30,7 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::policy::{HostServices, PolicyReloader, ReloadOutcome};
 use crate::relay::Relay;
-use crate::tls_reload::{RefreshTls, TlsOutcome};
+use crate::tls_reload::{RefreshTls, TlsOutcome, Validity};
 
 /// What a config check did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,6 +158,15 @@ impl Reloader {
                 .map(|u| u.clone() as Arc<dyn RefreshTls>),
         );
         sources
+    }
+
+    /// When each TLS configuration's certificate and revocation lists run out, by what
+    /// it is (`https listener`, `upstream <name>`, ...).
+    pub fn tls_validity(&self) -> Vec<(String, Validity)> {
+        self.tls_sources()
+            .iter()
+            .map(|source| (source.what().to_owned(), source.validity()))
+            .collect()
     }
 
     /// Rebuilds each TLS configuration whose files changed.

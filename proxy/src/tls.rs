@@ -55,6 +55,30 @@ pub fn load_roots(path: &Path) -> Result<RootCertStore, TlsError> {
     Ok(roots)
 }
 
+/// The notAfter of the first certificate in a PEM file (the one a server or client
+/// presents), as Unix seconds.
+pub fn not_after(path: &Path) -> Result<i64, TlsError> {
+    let certs = load_certs(path)?;
+    let (_, cert) = x509_parser::parse_x509_certificate(certs[0].as_ref())
+        .map_err(|e| file_error(path, format!("not a usable certificate: {e}")))?;
+    Ok(cert.validity().not_after.timestamp())
+}
+
+/// The earliest nextUpdate of a file's CRLs, as Unix seconds; none when no list in it
+/// has one.
+pub fn crl_next_update(path: &Path) -> Result<Option<i64>, TlsError> {
+    let mut earliest: Option<i64> = None;
+    for crl in load_crls(path)? {
+        let (_, crl) = x509_parser::parse_x509_crl(crl.as_ref())
+            .map_err(|e| file_error(path, format!("not a usable CRL: {e}")))?;
+        if let Some(next) = crl.next_update() {
+            let next = next.timestamp();
+            earliest = Some(earliest.map_or(next, |e| e.min(next)));
+        }
+    }
+    Ok(earliest)
+}
+
 /// How client certificates are checked for revocation (`[https] crls` and the keys
 /// after it).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -31,6 +31,45 @@ pub enum TlsOutcome {
 
 type Build<T> = Box<dyn Fn() -> Result<T, TlsError> + Send + Sync>;
 
+/// When what a TLS configuration relies on runs out, as read from its files when it was
+/// last built: for alerts well before a certificate expires or a revocation list goes
+/// stale (a stale list refuses every caller, see `[https] allow_expired_crls`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Validity {
+    /// The notAfter of the certificate presented, Unix seconds.
+    pub certificate_not_after: Option<i64>,
+    /// Each revocation list file's earliest nextUpdate, Unix seconds.
+    pub crl_next_update: Vec<(PathBuf, i64)>,
+}
+
+/// Which of a configuration's files [`Validity`] is read from.
+#[derive(Debug, Clone, Default)]
+struct ValidityFiles {
+    presented: Option<PathBuf>,
+    crls: Vec<PathBuf>,
+}
+
+impl ValidityFiles {
+    /// What the files say now; a file that cannot be read adds nothing (the build has
+    /// already proved them, and the next check reads them again).
+    fn read(&self) -> Validity {
+        Validity {
+            certificate_not_after: self
+                .presented
+                .as_deref()
+                .and_then(|cert| crate::tls::not_after(cert).ok()),
+            crl_next_update: self
+                .crls
+                .iter()
+                .filter_map(|file| {
+                    let next = crate::tls::crl_next_update(file).ok().flatten()?;
+                    Some((file.clone(), next))
+                })
+                .collect(),
+        }
+    }
+}
+
 /// A value built from PEM files, rebuilt by [`TlsFiles::refresh`] when they change.
 pub struct TlsFiles<T> {
     /// What it is, for logs, metrics and the reload report: `https listener`,
@@ -41,6 +80,8 @@ pub struct TlsFiles<T> {
     built_from: Mutex<Option<String>>,
     build: Build<T>,
     current: ArcSwap<T>,
+    validity_files: ValidityFiles,
+    validity: Mutex<Validity>,
 }
 
 impl<T> std::fmt::Debug for TlsFiles<T> {
@@ -69,7 +110,22 @@ impl<T> TlsFiles<T> {
             built_from: Mutex::new(hash),
             build: Box::new(build),
             current: ArcSwap::from_pointee(value),
+            validity_files: ValidityFiles::default(),
+            validity: Mutex::new(Validity::default()),
         })
+    }
+
+    /// Reports the validity of `presented` (the certificate this configuration shows
+    /// its peers) and of the revocation lists in `crls`.
+    pub fn reporting(mut self, presented: Option<PathBuf>, crls: Vec<PathBuf>) -> TlsFiles<T> {
+        self.validity_files = ValidityFiles { presented, crls };
+        self.validity = Mutex::new(self.validity_files.read());
+        self
+    }
+
+    /// When the certificate and lists in force run out.
+    pub fn validity(&self) -> Validity {
+        self.validity.lock().map(|v| v.clone()).unwrap_or_default()
     }
 
     /// The same, called `what` in logs, metrics and reports.
@@ -116,6 +172,9 @@ impl<T> TlsFiles<T> {
             Ok(value) => {
                 self.current.store(Arc::new(value));
                 *built_from = Some(hash);
+                if let Ok(mut validity) = self.validity.lock() {
+                    *validity = self.validity_files.read();
+                }
                 tracing::info!(what = %self.what, "TLS certificate and key reloaded; new connections use them");
                 TlsOutcome::Reloaded
             }
@@ -134,6 +193,7 @@ pub trait RefreshTls: Send + Sync {
     fn what(&self) -> &str;
     fn files(&self) -> &[PathBuf];
     fn refresh(&self) -> TlsOutcome;
+    fn validity(&self) -> Validity;
 }
 
 impl<T: Send + Sync> RefreshTls for TlsFiles<T> {
@@ -147,6 +207,10 @@ impl<T: Send + Sync> RefreshTls for TlsFiles<T> {
 
     fn refresh(&self) -> TlsOutcome {
         TlsFiles::refresh(self)
+    }
+
+    fn validity(&self) -> Validity {
+        TlsFiles::validity(self)
     }
 }
 

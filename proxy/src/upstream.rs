@@ -22,7 +22,7 @@ use tokio::time::{Instant, Sleep};
 
 use crate::config::{millis, Config, UpstreamConfig};
 use crate::tls::{self, TlsError};
-use crate::tls_reload::{RefreshTls, TlsFiles, TlsOutcome};
+use crate::tls_reload::{RefreshTls, TlsFiles, TlsOutcome, Validity};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -125,9 +125,11 @@ impl Upstream {
             .cloned()
             .chain(identity.iter().flat_map(|(c, k)| [c.clone(), k.clone()]))
             .collect();
+        let presented = identity.as_ref().map(|(cert, _)| cert.clone());
         let client = TlsFiles::load(format!("upstream {}", config.name), files, move || {
             https_client(&settings, ca.as_deref(), identity.as_ref())
-        })?;
+        })?
+        .reporting(presented, Vec::new());
         Ok(Upstream {
             name: config.name.clone(),
             scheme,
@@ -202,6 +204,10 @@ impl RefreshTls for Upstream {
 
     fn refresh(&self) -> TlsOutcome {
         self.client.refresh()
+    }
+
+    fn validity(&self) -> Validity {
+        self.client.validity()
     }
 }
 

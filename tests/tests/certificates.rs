@@ -140,6 +140,23 @@ async fn a_renewed_listener_certificate_reaches_new_connections_and_an_open_one_
 
     let metrics = scrape_metrics(proxy.admin_addr.expect("admin")).await;
     assert!(counted(&metrics, "https listener", "success"), "{metrics}");
+    // When the certificates in force expire, for alerts.
+    let expiry = |what: &str| {
+        gauge(
+            &metrics,
+            &format!("rtp_tls_certificate_expiry_timestamp_seconds{{tls=\"{what}\"}}"),
+        )
+    };
+    let not_after = |file: &str| rtp_proxy::tls::not_after(&pki.path(file)).expect("not_after");
+    assert_eq!(expiry("https listener"), Some(not_after("ntjp.crt")));
+    assert_eq!(expiry("upstream ntjp"), Some(not_after("proxy.crt")));
+}
+
+/// The value of a gauge line that starts with `series`.
+fn gauge(metrics: &str, series: &str) -> Option<i64> {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
 }
 
 #[tokio::test]
@@ -301,6 +318,15 @@ async fn a_revoked_caller_is_refused_in_the_handshake_and_a_new_crl_takes_effect
     assert!(answered(addr, &pki, "consumer").await, "others still pass");
     // Nothing the revoked caller sent reached the producer.
     assert_eq!(producer.received().len(), 3);
+    // The list in force is due for renewal in 30 days: the gauge alerts are made from.
+    let metrics = scrape_metrics(proxy.admin_addr.expect("admin")).await;
+    let series = format!(
+        "rtp_tls_crl_next_update_timestamp_seconds{{file=\"{}\"}}",
+        live.path("callers.crl").display()
+    );
+    let next_update = gauge(&metrics, &series).unwrap_or_else(|| panic!("{series}: {metrics}"));
+    let in_days = (next_update - jiff::Timestamp::now().as_second()) / 86_400;
+    assert!((28..=30).contains(&in_days), "{in_days} days");
 
     // A garbled list is refused naming the file; the list in force stays.
     std::fs::write(live.path("callers.crl"), "-----BEGIN X509 CRL-----\nAAAA\n").expect("write");
