@@ -77,6 +77,10 @@ pub struct ProxySettings {
     /// on a single-threaded scheduler, which costs less per call than work stealing.
     #[serde(default)]
     pub worker_threads: usize,
+    /// Connections the consumer listeners (`[https]` and `[http]` together) hold open at
+    /// once; one more is closed as soon as it is accepted.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
 }
 
 /// `[https]`: the mutual-TLS listener consumers use.
@@ -511,6 +515,9 @@ fn default_tls_handshake_timeout_ms() -> u64 {
 fn default_shutdown_grace_ms() -> u64 {
     35_000
 }
+fn default_max_connections() -> usize {
+    10_000
+}
 fn default_sender_id_attribute() -> String {
     "serialNumber".into()
 }
@@ -660,6 +667,12 @@ impl Config {
         if p.max_request_bytes == 0 {
             return Err(Invalid::at(
                 KeyPath::new("proxy").key("max_request_bytes"),
+                "must be greater than zero",
+            ));
+        }
+        if p.max_connections == 0 {
+            return Err(Invalid::at(
+                KeyPath::new("proxy").key("max_connections"),
                 "must be greater than zero",
             ));
         }

@@ -236,6 +236,11 @@ struct OutcomeLabel {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ListenerLabel {
+    listener: Label,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct TlsLabel {
     tls: Label,
 }
@@ -289,6 +294,10 @@ pub struct Metrics {
     config_reloads: Family<OutcomeLabel, Counter>,
     policy_reloads: Family<PolicyReload, Counter>,
     tls_reloads: Family<TlsReload, Counter>,
+    connections_open: Gauge,
+    connections_refused: Family<ListenerLabel, Counter>,
+    /// The consumer listeners' connection permits, read at scrape.
+    connection_limit: std::sync::Mutex<Option<(Arc<tokio::sync::Semaphore>, usize)>>,
     tls_expiry: Family<TlsLabel, Gauge>,
     crl_next_update: Family<FileLabel, Gauge>,
     block_lookups: Family<OutcomeLabel, Counter>,
@@ -448,6 +457,20 @@ impl Metrics {
             None,
             Family::<FileLabel, Gauge>::default(),
         );
+        let connections_open = registered(
+            &mut registry,
+            "rtp_connections_open",
+            "Consumer connections open now (both listeners; the admin listener's are not counted)",
+            None,
+            Gauge::default(),
+        );
+        let connections_refused = registered(
+            &mut registry,
+            "rtp_connections_refused",
+            "Consumer connections closed as soon as accepted because [proxy] max_connections were open",
+            None,
+            Family::<ListenerLabel, Counter>::default(),
+        );
         let block_lookups = registered(
             &mut registry,
             "rtp_block_lookups",
@@ -537,6 +560,9 @@ impl Metrics {
             config_reloads,
             policy_reloads,
             tls_reloads,
+            connections_open,
+            connections_refused,
+            connection_limit: std::sync::Mutex::new(None),
             tls_expiry,
             crl_next_update,
             block_lookups,
@@ -717,6 +743,21 @@ impl Metrics {
         self.tls_reloads.get_or_create(&labels).inc();
     }
 
+    /// Reports the open consumer connections from `permits` (of `max` in all).
+    pub fn watch_connections(&self, permits: Arc<tokio::sync::Semaphore>, max: usize) {
+        if let Ok(mut limit) = self.connection_limit.lock() {
+            *limit = Some((permits, max));
+        }
+    }
+
+    /// A consumer connection was closed at the limit.
+    pub fn connection_refused(&self, listener: &'static str) {
+        let labels = ListenerLabel {
+            listener: Label::fixed(listener),
+        };
+        self.connections_refused.get_or_create(&labels).inc();
+    }
+
     /// When the certificates and revocation lists in force run out, per TLS
     /// configuration (read at scrape). Replaces what was set before, so an upstream a
     /// config reload removed is no longer shown.
@@ -805,6 +846,11 @@ impl Metrics {
 
     /// Everything, in the Prometheus text format.
     pub fn render(&self) -> String {
+        if let Ok(Some((permits, max))) = self.connection_limit.lock().as_deref() {
+            let open = max.saturating_sub(permits.available_permits());
+            self.connections_open
+                .set(i64::try_from(open).unwrap_or(i64::MAX));
+        }
         let mut text = String::with_capacity(16 * 1024);
         // Writing to a String cannot fail; an encoding error would leave a partial text.
         if prometheus_client::encoding::prometheus_text::encode(&mut text, &self.registry).is_err()

@@ -13,7 +13,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use rustls::ServerConfig;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
@@ -116,6 +116,8 @@ struct Serving {
     reloader: Arc<Reloader>,
     header_read_timeout: Duration,
     grace: Duration,
+    /// One permit per open consumer connection (`[proxy] max_connections`).
+    connections: Arc<Semaphore>,
 }
 
 /// Binds the configured listeners and starts serving.
@@ -136,7 +138,11 @@ pub async fn start(config: &Config) -> Result<RunningProxy, StartError> {
         reloader: reloader.clone(),
         header_read_timeout: millis(config.proxy.header_read_timeout_ms),
         grace: millis(config.proxy.shutdown_grace_ms),
+        connections: Arc::new(Semaphore::new(config.proxy.max_connections)),
     };
+    reloader
+        .metrics()
+        .watch_connections(serving.connections.clone(), config.proxy.max_connections);
     let (shutdown, _) = watch::channel(false);
     let mut tasks = Vec::new();
     let mut https_addr = None;
@@ -288,10 +294,20 @@ async fn accept_loop(
     // Each connection holds a watcher until it ends, so `graceful.shutdown()` waits for
     // them all; they watch the shutdown signal themselves (see `serve`).
     let graceful = GracefulShutdown::new();
+    let listener_name = if tls.is_some() { "https" } else { "http" };
+    let mut refused = Refusals::default();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    // Over the limit the connection is closed at once: memory and file
+                    // descriptors stay bounded, and the caller (or the load balancer)
+                    // retries elsewhere instead of waiting in a queue.
+                    let Ok(permit) = serving.connections.clone().try_acquire_owned() else {
+                        drop(stream);
+                        refused.refuse(peer, listener_name, &serving);
+                        continue;
+                    };
                     let _ = stream.set_nodelay(true);
                     let serving = serving.clone();
                     let tls = tls.clone();
@@ -300,6 +316,7 @@ async fn accept_loop(
                     tokio::spawn(async move {
                         serve_connection(stream, peer, serving, tls, stop).await;
                         drop(watcher);
+                        drop(permit);
                     });
                 }
                 Err(e) => {
@@ -317,6 +334,34 @@ async fn accept_loop(
         .is_err()
     {
         warn!(grace = ?serving.grace, "calls still in flight at the end of the shutdown grace period");
+    }
+}
+
+/// Connections closed at the limit: counted each, logged at most once a minute.
+#[derive(Default)]
+struct Refusals {
+    last_logged: Option<std::time::Instant>,
+    since_logged: u64,
+}
+
+impl Refusals {
+    fn refuse(&mut self, peer: SocketAddr, listener: &'static str, serving: &Serving) {
+        serving.reloader.metrics().connection_refused(listener);
+        self.since_logged += 1;
+        let now = std::time::Instant::now();
+        if self
+            .last_logged
+            .is_none_or(|at| now.duration_since(at) >= Duration::from_secs(60))
+        {
+            warn!(
+                %peer,
+                listener,
+                refused = self.since_logged,
+                "at [proxy] max_connections: new connections are closed until others end"
+            );
+            self.last_logged = Some(now);
+            self.since_logged = 0;
+        }
     }
 }
 

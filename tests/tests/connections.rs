@@ -1,0 +1,81 @@
+//! `[proxy] max_connections` over real sockets: past the limit a new connection is
+//! closed at once and counted, the connections already open go on serving, and the
+//! limit frees as connections end. Both consumer listeners share it.
+
+use std::time::{Duration, Instant};
+
+use http::StatusCode;
+use rtp_proxy_tests::*;
+
+const REQUEST: &str = "01_GetCareDocumentation_v2_request.xml";
+/// What the producer stand-in answers: no policy reads it.
+const RESPONSE: &str = "08_GetCareDocumentation_v3_response_mock.xml";
+
+fn sample_line(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+}
+
+#[tokio::test]
+async fn past_max_connections_new_connections_are_closed_and_counted_until_one_ends() {
+    let pki = Pki::generate();
+    let producer = StaticProducer::start(StatusCode::OK, sample(RESPONSE)).await;
+    let extra = "[admin]\nlisten = \"127.0.0.1:0\"\n\n[[route]]\nname = \"everything\"\n";
+    let text = proxy_toml(&pki, &producer.url(), extra).replace(
+        "shutdown_grace_ms = 2000\n",
+        "shutdown_grace_ms = 2000\nmax_connections = 2\n",
+    );
+    let proxy = start_proxy(&text).await;
+    let https = proxy.https_addr.expect("https listener");
+    let http = proxy.http_addr.expect("http listener");
+    let admin = proxy.admin_addr.expect("admin listener");
+    let consumer = pki.client(Some("consumer"));
+    let call = || Call::soap(sample(REQUEST));
+
+    let mut first = TlsSession::open(https, &consumer).await.expect("connects");
+    let mut second = TlsSession::open(https, &consumer).await.expect("connects");
+    for session in [&mut first, &mut second] {
+        let reply = session.send(call()).await.expect("answer");
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    }
+
+    // Two are open: a third is closed on either listener, before any call is read.
+    assert!(post_tls(https, &consumer, call()).await.is_err());
+    assert!(post_plain(http, call()).await.is_err());
+    assert_eq!(
+        producer.received().len(),
+        2,
+        "nothing from the refused reached the producer"
+    );
+    let metrics = scrape_metrics(admin).await;
+    assert_eq!(
+        sample_line(&metrics, "rtp_connections_open "),
+        Some(2.0),
+        "{metrics}"
+    );
+    for listener in ["https", "http"] {
+        let series = format!("rtp_connections_refused_total{{listener=\"{listener}\"}}");
+        assert_eq!(
+            sample_line(&metrics, &series),
+            Some(1.0),
+            "{series}: {metrics}"
+        );
+    }
+
+    // The open connections are not disturbed by the refusals.
+    let reply = second.send(call()).await.expect("answer");
+    assert_eq!(reply.status, StatusCode::OK);
+
+    // One ends: once the proxy has seen it close, a new connection gets through.
+    drop(first);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(reply) = post_tls(https, &consumer, call()).await {
+            assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+            break;
+        }
+        assert!(Instant::now() < deadline, "the limit never freed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
