@@ -420,6 +420,67 @@ fault = "reset"
     text
 }
 
+/// The contract of the block service the proxy calls (GetBlocksForPatient 2).
+pub const BLOCKS_NS: &str = "urn:riv:ehr:blocking:querying:GetBlocksForPatientResponder:2";
+/// The contract of the log service the access log is delivered to (StoreLog 1).
+pub const STORE_LOG_NS: &str = "urn:riv:ehr:log:store:StoreLogResponder:1";
+
+/// For [`sim_toml`]'s `extra`: the simulator's block service (`block-service`) and log
+/// service (`log-service`), routed for every logical address, and the proxy allowed to
+/// call both. A test's own route for a specific logical address wins over these (the
+/// simulator, like TAK, routes an exact address before `*`).
+pub fn sim_services() -> String {
+    format!(
+        r#"
+[[producer]]
+name = "block-service"
+kind = "blocks"
+
+[[producer]]
+name = "log-service"
+kind = "log"
+
+[[route]]
+contract = "{BLOCKS_NS}"
+logical_address = "*"
+producer = "block-service"
+
+[[route]]
+contract = "{STORE_LOG_NS}"
+logical_address = "*"
+producer = "log-service"
+
+[[permission]]
+sender = "{proxy}"
+contract = "{BLOCKS_NS}"
+logical_address = "*"
+
+[[permission]]
+sender = "{proxy}"
+contract = "{STORE_LOG_NS}"
+logical_address = "*"
+"#,
+        proxy = ids::PROXY,
+    )
+}
+
+/// For [`proxy_toml`]'s `extra`: the route `records` running the shipped block-check
+/// policy, with the test consumer trusted to assert its user.
+pub fn block_check_route() -> String {
+    format!(
+        r#"
+[[route]]
+name = "records"
+
+[[route.policy]]
+file = "{wasm}"
+settings = {{ trusted_actor_assertors = ["{consumer}"] }}
+"#,
+        wasm = shipped_policy_wasm("block-check").display(),
+        consumer = ids::CONSUMER,
+    )
+}
+
 /// The proxy's config for the tests: both listeners, one upstream (`upstream_url`).
 pub fn proxy_toml(pki: &Pki, upstream_url: &str, extra: &str) -> String {
     format!(

@@ -10,8 +10,6 @@ use rtp_proxy::contracts;
 use rtp_proxy::response::scan::scan_document;
 use rtp_proxy_tests::*;
 
-const BLOCKS_NS: &str = "urn:riv:ehr:blocking:querying:GetBlocksForPatientResponder:2";
-const STORE_LOG_NS: &str = "urn:riv:ehr:log:store:StoreLogResponder:1";
 const VG01: &str = "SE2321000016-VG01";
 const VG02: &str = "SE2321000016-VG02";
 
@@ -20,14 +18,6 @@ const VG02: &str = "SE2321000016-VG02";
 fn sim_extra() -> String {
     format!(
         r#"
-[[producer]]
-name = "block-service"
-kind = "blocks"
-
-[[producer]]
-name = "log-service"
-kind = "log"
-
 [patients."{patient}"]
 records = 4
 dates = ["20240110", "20230301", "20220601", "20210901"]
@@ -40,31 +30,9 @@ patient_id = "{patient}"
 block_id = "B-OUTER"
 block_type = "Outer"
 care_provider = "{VG02}"
-
-[[route]]
-contract = "{blocks}"
-logical_address = "*"
-producer = "block-service"
-
-[[route]]
-contract = "{log}"
-logical_address = "*"
-producer = "log-service"
-
-[[permission]]
-sender = "{proxy}"
-contract = "{blocks}"
-logical_address = "*"
-
-[[permission]]
-sender = "{proxy}"
-contract = "{log}"
-logical_address = "*"
-"#,
+{services}"#,
         patient = ids::PATIENT,
-        blocks = BLOCKS_NS,
-        log = STORE_LOG_NS,
-        proxy = ids::PROXY,
+        services = sim_services(),
     )
 }
 
@@ -92,18 +60,10 @@ upstream = "ntjp"
 system_id = "{proxy}"
 retry_initial_ms = 50
 retry_max_ms = 200
-
-[[route]]
-name = "records"
-
-[[route.policy]]
-file = "{wasm}"
-settings = {{ trusted_actor_assertors = ["{consumer}"] }}
-"#,
+{route}"#,
         journal = journal.display(),
         proxy = ids::PROXY,
-        wasm = shipped_policy_wasm("block-check").display(),
-        consumer = ids::CONSUMER,
+        route = block_check_route(),
     )
 }
 

@@ -16,8 +16,6 @@ use rtp_proxy::policy::capabilities::blocks::BlockKind;
 use rtp_proxy::policy::{AccessEntry, BlockLookup};
 use rtp_proxy_tests::*;
 
-const BLOCKS_NS: &str = "urn:riv:ehr:blocking:querying:GetBlocksForPatientResponder:2";
-const STORE_LOG_NS: &str = "urn:riv:ehr:log:store:StoreLogResponder:1";
 /// The accessing actor's care provider: the logical address of lookups and log calls.
 const ACTOR_VG: &str = "SE2321000016-VG10";
 /// A care provider whose block service answers slowly (single-flight checks).
@@ -30,17 +28,9 @@ fn sim_extra() -> String {
     format!(
         r#"
 [[producer]]
-name = "block-service"
-kind = "blocks"
-
-[[producer]]
 name = "slow-block-service"
 kind = "blocks"
 latency_ms = 300
-
-[[producer]]
-name = "log-service"
-kind = "log"
 
 [[blocks]]
 patient_id = "{patient}"
@@ -73,33 +63,12 @@ care_provider = "SE2321000016-VG03"
 contract = "{blocks}"
 logical_address = "{slow}"
 producer = "slow-block-service"
-
-[[route]]
-contract = "{blocks}"
-logical_address = "*"
-producer = "block-service"
-
-[[route]]
-contract = "{log}"
-logical_address = "*"
-producer = "log-service"
-
-[[permission]]
-sender = "{proxy}"
-contract = "{blocks}"
-logical_address = "*"
-
-[[permission]]
-sender = "{proxy}"
-contract = "{log}"
-logical_address = "*"
-"#,
+{services}"#,
         patient = ids::PATIENT,
         other = OTHER_PATIENT,
         blocks = BLOCKS_NS,
-        log = STORE_LOG_NS,
         slow = SLOW_VG,
-        proxy = ids::PROXY,
+        services = sim_services(),
     )
 }
 

@@ -416,18 +416,10 @@ timeout_ms = 1000
 [access_log]
 dir = "{journal}"
 system_id = "{proxy}"
-
-[[route]]
-name = "records"
-
-[[route.policy]]
-file = "{wasm}"
-settings = {{ trusted_actor_assertors = ["{consumer}"] }}
-"#,
+{route}"#,
         journal = journal.path().display(),
         proxy = ids::PROXY,
-        wasm = shipped_policy_wasm("block-check").display(),
-        consumer = ids::CONSUMER,
+        route = block_check_route(),
     );
     let proxy = start_proxy(&small_batches(proxy_toml(&pki, &producer.url(), &sections))).await;
     let reply = post_tls(
