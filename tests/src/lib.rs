@@ -187,6 +187,14 @@ pub async fn admin_request(
     .expect("admin answered in time")
 }
 
+/// The value of the sample with exactly this name and label text in a metrics scrape
+/// (`rtp_connections_open `, `rtp_calls_total{route="r",...}`), if present.
+pub fn sample_value(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+}
+
 /// `GET /metrics` from the admin listener, which must answer 200.
 pub async fn scrape_metrics(addr: SocketAddr) -> String {
     let (status, body) = admin_request(addr, http::Method::GET, "/metrics").await;

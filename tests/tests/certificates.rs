@@ -91,13 +91,10 @@ fn tls_entry<'a>(report: &'a serde_json::Value, what: &str) -> &'a serde_json::V
         .unwrap_or_else(|| panic!("no certificate entry for {what}: {report}"))
 }
 
+/// Whether `rtp_tls_reloads_total` counted a reload of `what` with `outcome`.
 fn counted(metrics: &str, what: &str, outcome: &str) -> bool {
-    metrics.lines().any(|line| {
-        line.starts_with("rtp_tls_reloads_total{")
-            && line.contains(&format!("tls=\"{what}\""))
-            && line.contains(&format!("outcome=\"{outcome}\""))
-            && !line.ends_with(" 0")
-    })
+    let series = format!("rtp_tls_reloads_total{{tls=\"{what}\",outcome=\"{outcome}\"}}");
+    sample_value(metrics, &series).is_some_and(|n| n >= 1.0)
 }
 
 #[tokio::test]
@@ -142,21 +139,17 @@ async fn a_renewed_listener_certificate_reaches_new_connections_and_an_open_one_
     assert!(counted(&metrics, "https listener", "success"), "{metrics}");
     // When the certificates in force expire, for alerts.
     let expiry = |what: &str| {
-        gauge(
+        sample_value(
             &metrics,
             &format!("rtp_tls_certificate_expiry_timestamp_seconds{{tls=\"{what}\"}}"),
         )
     };
-    let not_after = |file: &str| rtp_proxy::tls::not_after(&pki.path(file)).expect("not_after");
+    let not_after = |file: &str| {
+        let not_after = rtp_proxy::tls::not_after(&pki.path(file)).expect("not_after");
+        not_after as f64
+    };
     assert_eq!(expiry("https listener"), Some(not_after("ntjp.crt")));
     assert_eq!(expiry("upstream ntjp"), Some(not_after("proxy.crt")));
-}
-
-/// The value of a gauge line that starts with `series`.
-fn gauge(metrics: &str, series: &str) -> Option<i64> {
-    metrics
-        .lines()
-        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
 }
 
 #[tokio::test]
@@ -324,8 +317,9 @@ async fn a_revoked_caller_is_refused_in_the_handshake_and_a_new_crl_takes_effect
         "rtp_tls_crl_next_update_timestamp_seconds{{file=\"{}\"}}",
         live.path("callers.crl").display()
     );
-    let next_update = gauge(&metrics, &series).unwrap_or_else(|| panic!("{series}: {metrics}"));
-    let in_days = (next_update - jiff::Timestamp::now().as_second()) / 86_400;
+    let next_update =
+        sample_value(&metrics, &series).unwrap_or_else(|| panic!("{series}: {metrics}"));
+    let in_days = (next_update as i64 - jiff::Timestamp::now().as_second()) / 86_400;
     assert!((28..=30).contains(&in_days), "{in_days} days");
 
     // A garbled list is refused naming the file; the list in force stays.

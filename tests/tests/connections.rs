@@ -11,12 +11,6 @@ const REQUEST: &str = "01_GetCareDocumentation_v2_request.xml";
 /// What the producer stand-in answers: no policy reads it.
 const RESPONSE: &str = "08_GetCareDocumentation_v3_response_mock.xml";
 
-fn sample_line(metrics: &str, series: &str) -> Option<f64> {
-    metrics
-        .lines()
-        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
-}
-
 #[tokio::test]
 async fn past_max_connections_new_connections_are_closed_and_counted_until_one_ends() {
     let pki = Pki::generate();
@@ -50,14 +44,14 @@ async fn past_max_connections_new_connections_are_closed_and_counted_until_one_e
     );
     let metrics = scrape_metrics(admin).await;
     assert_eq!(
-        sample_line(&metrics, "rtp_connections_open "),
+        sample_value(&metrics, "rtp_connections_open "),
         Some(2.0),
         "{metrics}"
     );
     for listener in ["https", "http"] {
         let series = format!("rtp_connections_refused_total{{listener=\"{listener}\"}}");
         assert_eq!(
-            sample_line(&metrics, &series),
+            sample_value(&metrics, &series),
             Some(1.0),
             "{series}: {metrics}"
         );

@@ -96,12 +96,6 @@ settings = {{ behaviour = "{behaviour}", version = "v1" }}
     )
 }
 
-/// The value of the sample with exactly this name and label text, if present.
-fn sample_value(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
-}
-
 fn assert_no_personnummer() {
     for line in all_lines() {
         assert!(
