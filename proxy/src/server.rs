@@ -278,8 +278,8 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
 
 #[derive(Clone)]
 struct TlsAccept {
-    /// The listener's certificate, key and client CA; each connection takes the version
-    /// in force when it is accepted.
+    /// The listener's certificate, key, client CA and revocation lists; each connection
+    /// takes the version in force when it is accepted.
     config: Arc<TlsFiles<ServerConfig>>,
     attribute: Arc<SenderIdAttribute>,
     handshake_timeout: Duration,

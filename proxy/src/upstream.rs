@@ -63,9 +63,9 @@ struct ClientSettings {
     idle_timeout: Duration,
 }
 
-/// A pooled client; TLS with `ca` (and the proxy's `identity`, certificate and key)
-/// when given, else plain HTTP.
-fn https_client(
+/// A pooled client: TLS trusting `ca` (presenting the proxy's `identity`, certificate
+/// and key, when given) for an `https` upstream, plain for an `http` one.
+fn pooled_client(
     settings: &ClientSettings,
     ca: Option<&Path>,
     identity: Option<&(PathBuf, PathBuf)>,
@@ -127,7 +127,7 @@ impl Upstream {
             .collect();
         let presented = identity.as_ref().map(|(cert, _)| cert.clone());
         let client = TlsFiles::load(format!("upstream {}", config.name), files, move || {
-            https_client(&settings, ca.as_deref(), identity.as_ref())
+            pooled_client(&settings, ca.as_deref(), identity.as_ref())
         })?
         .reporting(presented, Vec::new());
         Ok(Upstream {
