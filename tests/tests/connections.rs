@@ -1,6 +1,7 @@
 //! `[proxy] max_connections` over real sockets: past the limit a new connection is
 //! closed at once and counted, the connections already open go on serving, and the
-//! limit frees as connections end. Both consumer listeners share it.
+//! limit frees as connections end. Both consumer listeners share it. Idle keep-alive
+//! connections cannot hold the limit: they are closed after `header_read_timeout_ms`.
 
 use std::time::{Duration, Instant};
 
@@ -72,4 +73,33 @@ async fn past_max_connections_new_connections_are_closed_and_counted_until_one_e
         assert!(Instant::now() < deadline, "the limit never freed");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed_after_the_header_read_timeout() {
+    let pki = Pki::generate();
+    let producer = StaticProducer::start(StatusCode::OK, sample(RESPONSE)).await;
+    let extra = "[[route]]\nname = \"everything\"\n";
+    let text = proxy_toml(&pki, &producer.url(), extra).replace(
+        "shutdown_grace_ms = 2000\n",
+        "shutdown_grace_ms = 2000\nheader_read_timeout_ms = 300\n",
+    );
+    let proxy = start_proxy(&text).await;
+    let https = proxy.https_addr.expect("https listener");
+    let mut session = TlsSession::open(https, &pki.client(Some("consumer")))
+        .await
+        .expect("connects");
+    let reply = session
+        .send(Call::soap(sample(REQUEST)))
+        .await
+        .expect("answer");
+    assert_eq!(reply.status, StatusCode::OK);
+    // Idle for five times the timeout: the proxy has closed the connection.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let second = session.send(Call::soap(sample(REQUEST))).await;
+    assert!(
+        second.is_err(),
+        "an idle connection must not be held open: {:?}",
+        second.map(|r| r.status)
+    );
 }
