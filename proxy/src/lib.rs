@@ -6,6 +6,7 @@
 pub mod access_log;
 pub mod admin;
 pub mod blocks;
+pub mod check;
 pub mod config;
 pub mod contracts;
 pub mod decision;

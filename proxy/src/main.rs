@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use rtp_proxy::config::Config;
-use rtp_proxy::{demo, policy_test, relay::Relay, server};
+use rtp_proxy::{demo, policy_test, server};
 use tracing_subscriber::EnvFilter;
 
 // A proxy allocates many small, short-lived buffers per call; mimalloc serves them with
@@ -194,24 +194,9 @@ async fn serve_until_stopped(running: &server::RunningProxy) -> anyhow::Result<(
 }
 
 async fn check(path: PathBuf) -> anyhow::Result<()> {
-    let config = Config::load(&path)?;
-    // Building the relay loads every certificate, key and policy, so a broken PEM or a
-    // policy that does not load shows here too.
-    let relay = Relay::build(&config)
-        .await
-        .with_context(|| format!("{}", path.display()))?;
-    let policies = relay.policy_count();
-    if let Some(https) = &config.https {
-        rtp_proxy::server::listener_tls(&config, https)
-            .with_context(|| format!("{}: [https]", path.display()))?;
-    }
-    println!(
-        "{}: OK ({} upstream(s), {} route(s), {} policy(ies))",
-        path.display(),
-        config.upstreams.len(),
-        config.routes.len(),
-        policies
-    );
+    let now = jiff::Timestamp::now().as_second();
+    let report = rtp_proxy::check::check(&path, now).await?;
+    print!("{}: {report}", path.display());
     Ok(())
 }
 

@@ -21,7 +21,7 @@ pub enum PkiError {
     Generate(#[from] rcgen::Error),
     #[error("not a usable certificate: {0}")]
     Certificate(String),
-    #[error("a CRL date out of range: {0}")]
+    #[error("a date out of range: {0}")]
     Date(String),
     #[error("writing {path}: {source}")]
     Write {
@@ -70,13 +70,22 @@ impl TestCa {
     /// A TLS server certificate for the given DNS names or IP addresses, carrying an
     /// HSA-id as well, since a platform is both a server and, towards NTjP, a client.
     pub fn server(&self, hsa_id: &str, names: &[&str]) -> Result<CertifiedKey, PkiError> {
-        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-        let mut params = CertificateParams::new(names)?;
-        params.distinguished_name = named(hsa_id, Some(hsa_id));
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
+        self.issue(server_params(hsa_id, names)?)
+    }
+
+    /// As [`TestCa::server`], valid until midnight (UTC) `days` from today: negative
+    /// for one that has expired. For checks of expiry warnings and refusals.
+    pub fn server_until(
+        &self,
+        hsa_id: &str,
+        names: &[&str],
+        days: i64,
+    ) -> Result<CertifiedKey, PkiError> {
+        let mut params = server_params(hsa_id, names)?;
+        let (year, month, day) = utc_date(days)?;
+        params.not_after = date_time_ymd(year, month, day);
+        let (year, month, day) = utc_date(days.min(0) - 30)?;
+        params.not_before = date_time_ymd(year, month, day);
         self.issue(params)
     }
 
@@ -96,17 +105,9 @@ impl TestCa {
     /// A CRL (PEM) revoking the given certificates (PEM, issued by this CA), issued
     /// yesterday; its nextUpdate is `next_update_days` from today (negative: expired).
     pub fn crl(&self, revoked: &[&str], next_update_days: i64) -> Result<String, PkiError> {
-        let now = jiff::Timestamp::now();
         let day = |offset: i64| -> Result<_, PkiError> {
-            let at = now
-                .checked_add(jiff::Span::new().hours(offset * 24))
-                .map_err(|e| PkiError::Date(e.to_string()))?;
-            let date = jiff::tz::Offset::UTC.to_datetime(at).date();
-            Ok(date_time_ymd(
-                i32::from(date.year()),
-                date.month().unsigned_abs(),
-                date.day().unsigned_abs(),
-            ))
+            let (year, month, day) = utc_date(offset)?;
+            Ok(date_time_ymd(year, month, day))
         };
         let revoked_certs = revoked
             .iter()
@@ -142,6 +143,30 @@ impl TestCa {
             key_pem: key.serialize_pem(),
         })
     }
+}
+
+fn server_params(hsa_id: &str, names: &[&str]) -> Result<CertificateParams, PkiError> {
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let mut params = CertificateParams::new(names)?;
+    params.distinguished_name = named(hsa_id, Some(hsa_id));
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    Ok(params)
+}
+
+/// The UTC date `offset` days from now: (year, month, day).
+fn utc_date(offset: i64) -> Result<(i32, u8, u8), PkiError> {
+    let at = jiff::Timestamp::now()
+        .checked_add(jiff::Span::new().hours(offset * 24))
+        .map_err(|e| PkiError::Date(e.to_string()))?;
+    let date = jiff::tz::Offset::UTC.to_datetime(at).date();
+    Ok((
+        i32::from(date.year()),
+        date.month().unsigned_abs(),
+        date.day().unsigned_abs(),
+    ))
 }
 
 /// The serial number of a PEM certificate, as a CRL names it.

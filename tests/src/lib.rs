@@ -805,28 +805,43 @@ pub async fn free_port() -> u16 {
     listener.local_addr().expect("addr").port()
 }
 
-/// Builds and starts `rtp-proxy run --config FILE` as its own process (built first, so
-/// it is never stale: cargo builds another package's binaries for its tests only under
-/// `--workspace`); waits (bounded) until it listens on `port`. Its stderr is appended
-/// to FILE with the extension `log`, for post-mortems.
+/// The `rtp-proxy` binary of this test build's profile, built once per test binary so
+/// it is never stale (cargo builds another package's binaries for its tests only under
+/// `--workspace`).
+pub fn rtp_proxy_binary() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let mut cargo = std::process::Command::new(env!("CARGO"));
+            cargo.current_dir(workspace_dir()).args([
+                "build",
+                "--bin",
+                "rtp-proxy",
+                "-p",
+                "rtp-proxy",
+            ]);
+            if profile_dir().file_name().is_some_and(|p| p == "release") {
+                cargo.arg("--release");
+            }
+            assert!(
+                cargo.status().expect("run cargo build").success(),
+                "building rtp-proxy failed"
+            );
+            profile_dir().join("rtp-proxy")
+        })
+        .clone()
+}
+
+/// Starts `rtp-proxy run --config FILE` as its own process ([`rtp_proxy_binary`]);
+/// waits (bounded) until it listens on `port`. Its stderr is appended to FILE with the
+/// extension `log`, for post-mortems.
 pub async fn spawn_proxy(config: &Path, port: u16) -> std::process::Child {
-    let mut cargo = std::process::Command::new(env!("CARGO"));
-    cargo
-        .current_dir(workspace_dir())
-        .args(["build", "--bin", "rtp-proxy", "-p", "rtp-proxy"]);
-    if profile_dir().file_name().is_some_and(|p| p == "release") {
-        cargo.arg("--release");
-    }
-    assert!(
-        cargo.status().expect("run cargo build").success(),
-        "building rtp-proxy failed"
-    );
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(config.with_extension("log"))
         .expect("open the proxy's log file");
-    let mut child = std::process::Command::new(profile_dir().join("rtp-proxy"))
+    let mut child = std::process::Command::new(rtp_proxy_binary())
         .args(["run", "--config"])
         .arg(config)
         .stdin(std::process::Stdio::null())

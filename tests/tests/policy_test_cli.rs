@@ -5,41 +5,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 
 use rtp_proxy_tests::*;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// target/<profile>/deps/policy_test_cli-<hash> → target/<profile>
-fn profile_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>")
-        .to_owned()
-}
-
-/// The `rtp-proxy` binary, built once per test binary so it is never stale (cargo
-/// builds another package's binaries for its tests only under `--workspace`).
-fn rtp_proxy() -> PathBuf {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let mut cargo = Command::new(env!("CARGO"));
-            cargo
-                .current_dir(repo())
-                .args(["build", "--bin", "rtp-proxy", "-p", "rtp-proxy"]);
-            if profile_dir().file_name().is_some_and(|p| p == "release") {
-                cargo.arg("--release");
-            }
-            let status = cargo.status().expect("run cargo build");
-            assert!(status.success(), "building rtp-proxy failed");
-            profile_dir().join("rtp-proxy")
-        })
-        .clone()
 }
 
 struct Run {
@@ -49,7 +19,7 @@ struct Run {
 }
 
 fn policy_test(policy: &Path, cases: &[PathBuf]) -> Run {
-    let output = Command::new(rtp_proxy())
+    let output = Command::new(rtp_proxy_binary())
         .args(["policy", "test", "--policy"])
         .arg(policy)
         .arg("--cache-dir")
