@@ -4,7 +4,8 @@
 //! manifest mounts every file the config names, probes and scrapes the admin port the
 //! config opens, and waits longer than the config's drain; the systemd unit runs the
 //! config, waits longer than the drain, and keeps its sandbox (`systemd-analyze verify`
-//! where the tool exists).
+//! where the tool exists); the alert rules name only metrics the proxy exports and
+//! documents (`promtool check rules` where the tool exists).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -522,4 +523,81 @@ fn the_systemd_unit_runs_the_config_sandboxed_and_waits_for_the_drain() {
         verify.status.success() && said.trim().is_empty(),
         "systemd-analyze verify: {said}"
     );
+}
+
+/// The `rtp_*` metric names an expression refers to.
+fn metric_names(expr: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = expr;
+    while let Some(at) = rest.find("rtp_") {
+        let name: String = rest[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
+            .collect();
+        rest = &rest[at + name.len()..];
+        names.push(name);
+    }
+    names
+}
+
+#[test]
+fn the_alert_rules_name_only_metrics_the_proxy_exports() {
+    // A family without samples is not in a scrape: the names registered are read from
+    // the source instead (each is a string literal given to `registered`).
+    let registry = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../proxy/src/metrics.rs"),
+    )
+    .expect("metrics.rs");
+    // A scraped name is the registered one plus the type's suffix (`_total`; `_bucket`,
+    // `_sum`, `_count`) and, for one registered with a unit, `_seconds`.
+    let family = |name: &str| {
+        let base = ["_total", "_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|suffix| name.strip_suffix(suffix))
+            .unwrap_or(name);
+        let registered = |name: &str| registry.contains(&format!("\"{name}\""));
+        registered(base) || base.strip_suffix("_seconds").is_some_and(registered)
+    };
+    let docs = read("../../config/README.md");
+
+    let rules = YamlLoader::load_from_str(&read("alerts.yaml")).expect("alerts.yaml is YAML");
+    let mut alerts = BTreeSet::new();
+    for group in seq(&rules[0]["groups"]) {
+        for rule in seq(&group["rules"]) {
+            let alert = text(&rule["alert"]);
+            assert!(alerts.insert(alert.to_owned()), "{alert} twice");
+            assert!(
+                ["warning", "critical"].contains(&text(at(rule, "labels.severity"))),
+                "{alert}: severity"
+            );
+            assert!(!text(at(rule, "annotations.summary")).is_empty());
+            let names = metric_names(text(&rule["expr"]));
+            assert!(!names.is_empty(), "{alert} uses no rtp_ metric");
+            for name in names {
+                assert!(family(&name), "{alert}: {name} is not exported");
+                assert!(
+                    docs.contains(&format!("`{name}`")),
+                    "{alert}: {name} is not documented"
+                );
+            }
+        }
+    }
+    assert!(alerts.len() >= 10, "{alerts:?}");
+
+    // The expressions are PromQL Prometheus accepts, where its checker is installed
+    // (Debian's `prometheus` package).
+    let rules_file = deploy_dir().join("alerts.yaml");
+    match std::process::Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(&rules_file)
+        .output()
+    {
+        Ok(output) => assert!(
+            output.status.success(),
+            "promtool check rules: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ),
+        Err(_) => eprintln!("promtool not installed: skipping `promtool check rules`"),
+    }
 }
