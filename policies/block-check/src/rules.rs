@@ -288,6 +288,11 @@ mod tests {
         record(0, A, A1, time)
     }
 
+    /// Whether A1's record dated 2024-01-01 is withheld from `actor` today.
+    fn a1_record_for(blocks: &[Block], actor: &Actor) -> Option<Withheld> {
+        is_blocked(&a1_record("20240101120000"), blocks, actor, today())
+    }
+
     fn blocked_by(id: &str, kind: BlockKind) -> Option<Withheld> {
         Some(Withheld::Blocked {
             block_id: id.into(),
@@ -320,22 +325,14 @@ mod tests {
 
     #[test]
     fn without_blocks_nothing_is_withheld() {
-        assert_eq!(
-            is_blocked(&a1_record("20240101120000"), &[], &actor(B, B1), today()),
-            None
-        );
+        assert_eq!(a1_record_for(&[], &actor(B, B1)), None);
     }
 
     #[test]
     fn outer_block_hides_records_from_other_care_providers() {
         let blocks = [outer(A)];
         assert_eq!(
-            is_blocked(
-                &a1_record("20240101120000"),
-                &blocks,
-                &actor(B, B1),
-                today()
-            ),
+            a1_record_for(&blocks, &actor(B, B1)),
             blocked_by("outer-1", BlockKind::Outer)
         );
     }
@@ -344,31 +341,14 @@ mod tests {
     fn outer_block_does_not_hide_records_from_their_own_care_provider() {
         let blocks = [outer(A)];
         for unit in [A1, A2] {
-            assert_eq!(
-                is_blocked(
-                    &a1_record("20240101120000"),
-                    &blocks,
-                    &actor(A, unit),
-                    today()
-                ),
-                None,
-                "{unit}"
-            );
+            assert_eq!(a1_record_for(&blocks, &actor(A, unit)), None, "{unit}");
         }
     }
 
     #[test]
     fn outer_block_covers_only_its_own_care_provider() {
         let blocks = [outer(B)];
-        assert_eq!(
-            is_blocked(
-                &a1_record("20240101120000"),
-                &blocks,
-                &actor(B, B1),
-                today()
-            ),
-            None
-        );
+        assert_eq!(a1_record_for(&blocks, &actor(B, B1)), None);
     }
 
     #[test]
@@ -376,15 +356,7 @@ mod tests {
         let mut block = outer(A);
         block.care_unit = Some(A2.into());
         let blocks = [block];
-        assert_eq!(
-            is_blocked(
-                &a1_record("20240101120000"),
-                &blocks,
-                &actor(B, B1),
-                today()
-            ),
-            None
-        );
+        assert_eq!(a1_record_for(&blocks, &actor(B, B1)), None);
         assert_eq!(
             is_blocked(
                 &record(0, A, A2, "20240101120000"),
@@ -400,12 +372,7 @@ mod tests {
     fn inner_block_hides_records_from_other_units_of_the_same_provider() {
         let blocks = [inner(A, A1)];
         assert_eq!(
-            is_blocked(
-                &a1_record("20240101120000"),
-                &blocks,
-                &actor(A, A2),
-                today()
-            ),
+            a1_record_for(&blocks, &actor(A, A2)),
             blocked_by("inner-1", BlockKind::Inner)
         );
     }
@@ -413,41 +380,20 @@ mod tests {
     #[test]
     fn inner_block_does_not_hide_records_from_their_own_unit() {
         let blocks = [inner(A, A1)];
-        assert_eq!(
-            is_blocked(
-                &a1_record("20240101120000"),
-                &blocks,
-                &actor(A, A1),
-                today()
-            ),
-            None
-        );
+        assert_eq!(a1_record_for(&blocks, &actor(A, A1)), None);
     }
 
     #[test]
     fn inner_block_covers_only_its_own_unit() {
         let blocks = [inner(A, A2)];
-        assert_eq!(
-            is_blocked(
-                &a1_record("20240101120000"),
-                &blocks,
-                &actor(A, A2),
-                today()
-            ),
-            None
-        );
+        assert_eq!(a1_record_for(&blocks, &actor(A, A2)), None);
     }
 
     #[test]
     fn inner_block_hides_records_from_other_care_providers_too() {
         let blocks = [inner(A, A1)];
         assert_eq!(
-            is_blocked(
-                &a1_record("20240101120000"),
-                &blocks,
-                &actor(B, B1),
-                today()
-            ),
+            a1_record_for(&blocks, &actor(B, B1)),
             blocked_by("inner-1", BlockKind::Inner)
         );
     }
@@ -458,23 +404,10 @@ mod tests {
         block.care_unit = Some("  ".into());
         let blocks = [block];
         assert_eq!(
-            is_blocked(
-                &a1_record("20240101120000"),
-                &blocks,
-                &actor(A, A2),
-                today()
-            ),
+            a1_record_for(&blocks, &actor(A, A2)),
             blocked_by("inner-1", BlockKind::Inner)
         );
-        assert_eq!(
-            is_blocked(
-                &a1_record("20240101120000"),
-                &blocks,
-                &actor(A, A1),
-                today()
-            ),
-            None
-        );
+        assert_eq!(a1_record_for(&blocks, &actor(A, A1)), None);
     }
 
     #[test]
@@ -664,72 +597,37 @@ mod tests {
     fn revoke_ending_tomorrow_or_today_unblocks() {
         for end in ["20250616", "20250615"] {
             let blocks = [revoke(outer(A), B1, None, end)];
-            assert_eq!(
-                is_blocked(
-                    &a1_record("20240101120000"),
-                    &blocks,
-                    &actor(B, B1),
-                    today()
-                ),
-                None,
-                "{end}"
-            );
+            assert_eq!(a1_record_for(&blocks, &actor(B, B1)), None, "{end}");
         }
     }
 
     #[test]
     fn revoke_that_ended_yesterday_does_not_unblock() {
         let blocks = [revoke(outer(A), B1, None, "20250614")];
-        assert!(is_blocked(
-            &a1_record("20240101120000"),
-            &blocks,
-            &actor(B, B1),
-            today()
-        )
-        .is_some());
+        assert!(a1_record_for(&blocks, &actor(B, B1)).is_some());
     }
 
     #[test]
     fn revoke_for_another_care_unit_does_not_unblock() {
         let blocks = [revoke(outer(A), "SE2321000016-B002", None, "20250616")];
-        assert!(is_blocked(
-            &a1_record("20240101120000"),
-            &blocks,
-            &actor(B, B1),
-            today()
-        )
-        .is_some());
+        assert!(a1_record_for(&blocks, &actor(B, B1)).is_some());
     }
 
     #[test]
     fn revoke_naming_an_employee_unblocks_only_that_employee() {
         let blocks = [revoke(outer(A), B1, Some(EMPLOYEE), "20250616")];
-        assert_eq!(
-            is_blocked(
-                &a1_record("20240101120000"),
-                &blocks,
-                &actor(B, B1),
-                today()
-            ),
-            None
-        );
+        assert_eq!(a1_record_for(&blocks, &actor(B, B1)), None);
         let colleague = Actor {
             employee: OTHER_EMPLOYEE.into(),
             ..actor(B, B1)
         };
-        assert!(is_blocked(&a1_record("20240101120000"), &blocks, &colleague, today()).is_some());
+        assert!(a1_record_for(&blocks, &colleague).is_some());
     }
 
     #[test]
     fn revoke_with_an_unreadable_end_date_does_not_unblock() {
         let blocks = [revoke(outer(A), B1, None, "forever")];
-        assert!(is_blocked(
-            &a1_record("20240101120000"),
-            &blocks,
-            &actor(B, B1),
-            today()
-        )
-        .is_some());
+        assert!(a1_record_for(&blocks, &actor(B, B1)).is_some());
     }
 
     #[test]
@@ -742,12 +640,7 @@ mod tests {
             },
         ];
         assert_eq!(
-            is_blocked(
-                &a1_record("20240101120000"),
-                &blocks,
-                &actor(B, B1),
-                today()
-            ),
+            a1_record_for(&blocks, &actor(B, B1)),
             blocked_by("outer-2", BlockKind::Outer)
         );
     }
@@ -755,15 +648,7 @@ mod tests {
     #[test]
     fn revoke_of_an_inner_block_for_another_unit() {
         let blocks = [revoke(inner(A, A1), A2, None, "20250701")];
-        assert_eq!(
-            is_blocked(
-                &a1_record("20240101120000"),
-                &blocks,
-                &actor(A, A2),
-                today()
-            ),
-            None
-        );
+        assert_eq!(a1_record_for(&blocks, &actor(A, A2)), None);
     }
 
     #[test]
@@ -773,10 +658,7 @@ mod tests {
             emergency: true,
             ..actor(B, B1)
         };
-        assert_eq!(
-            is_blocked(&a1_record("20240101120000"), &blocks, &emergency, today()),
-            None
-        );
+        assert_eq!(a1_record_for(&blocks, &emergency), None);
     }
 
     #[test]
