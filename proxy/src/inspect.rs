@@ -26,6 +26,21 @@ use quick_xml::Reader;
 pub const SOAP11_NS: &str = "http://schemas.xmlsoap.org/soap/envelope/";
 const SOAP12_NS: &str = "http://www.w3.org/2003/05/soap-envelope";
 
+/// The UTF-8 byte order mark. quick-xml's slice reader skips one at the start of its
+/// input without counting it in `buffer_position`, so every byte span would come out
+/// three bytes early (and an edit would rewrite the wrong bytes): its length is added
+/// back to the reader's positions. Only the first is skipped; a second one is text.
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// The length of the byte order mark at the start of `body`, if it has one.
+pub(crate) fn bom_len(body: &[u8]) -> usize {
+    if body.starts_with(UTF8_BOM) {
+        UTF8_BOM.len()
+    } else {
+        0
+    }
+}
+
 /// Which RIV-TA basic profile the addressing header says the call uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RivVersion {
@@ -159,6 +174,7 @@ pub fn inspect(body: &[u8]) -> Result<Call, InspectError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(InspectError::Empty);
     }
+    let bom = bom_len(body);
     let mut reader = Reader::from_reader(body);
     let mut stack: Vec<Frame> = Vec::with_capacity(16);
     let mut found = Found::default();
@@ -167,12 +183,12 @@ pub fn inspect(body: &[u8]) -> Result<Call, InspectError> {
     let mut scope: Vec<BytesStart<'_>> = Vec::with_capacity(2);
 
     loop {
-        let offset = reader.buffer_position() as usize;
+        let offset = bom + reader.buffer_position() as usize;
         let event = match reader.read_event() {
             Ok(event) => event,
             Err(e) => {
                 return Err(InspectError::Malformed {
-                    position: reader.error_position(),
+                    position: bom as u64 + reader.error_position(),
                     message: e.to_string(),
                 })
             }
@@ -191,33 +207,33 @@ pub fn inspect(body: &[u8]) -> Result<Call, InspectError> {
             Event::Empty(start) => {
                 let frame = classify(&stack, &scope, &start, &mut found, offset)?;
                 text.clear();
-                let end = reader.buffer_position() as usize;
+                let end = bom + reader.buffer_position() as usize;
                 close(frame, &mut found, &mut text, end);
             }
             Event::End(_) => {
                 let frame = stack.pop().unwrap_or(Frame::Other);
-                let end = reader.buffer_position() as usize;
+                let end = bom + reader.buffer_position() as usize;
                 close(frame, &mut found, &mut text, end);
             }
             Event::Text(t) if capturing(&stack) => {
-                let s = t.xml10_content().map_err(|e| malformed(&reader, e))?;
+                let s = t.xml10_content().map_err(|e| malformed(&reader, bom, e))?;
                 text.push_str(&s);
             }
             Event::CData(t) if capturing(&stack) => {
-                let s = t.decode().map_err(|e| malformed(&reader, e))?;
+                let s = t.decode().map_err(|e| malformed(&reader, bom, e))?;
                 text.push_str(&s);
             }
             Event::GeneralRef(r) => {
                 let resolved = match r.resolve_char_ref() {
                     Ok(Some(c)) => c.to_string(),
                     Ok(None) => {
-                        let name = r.decode().map_err(|e| malformed(&reader, e))?;
+                        let name = r.decode().map_err(|e| malformed(&reader, bom, e))?;
                         match resolve_predefined_entity(&name) {
                             Some(s) => s.to_owned(),
                             None => return Err(InspectError::UndefinedEntity(name.into_owned())),
                         }
                     }
-                    Err(e) => return Err(malformed(&reader, e)),
+                    Err(e) => return Err(malformed(&reader, bom, e)),
                 };
                 if capturing(&stack) {
                     text.push_str(&resolved);
@@ -227,7 +243,7 @@ pub fn inspect(body: &[u8]) -> Result<Call, InspectError> {
             Event::Eof => {
                 if !stack.is_empty() {
                     return Err(InspectError::Malformed {
-                        position: reader.buffer_position(),
+                        position: bom as u64 + reader.buffer_position(),
                         message: "the document ends before its elements are closed".into(),
                     });
                 }
@@ -263,9 +279,9 @@ pub fn inspect(body: &[u8]) -> Result<Call, InspectError> {
     })
 }
 
-fn malformed<E: std::fmt::Display>(reader: &Reader<&[u8]>, e: E) -> InspectError {
+fn malformed<E: std::fmt::Display>(reader: &Reader<&[u8]>, bom: usize, e: E) -> InspectError {
     InspectError::Malformed {
-        position: reader.buffer_position(),
+        position: bom as u64 + reader.buffer_position(),
         message: e.to_string(),
     }
 }
@@ -545,6 +561,28 @@ mod tests {
     fn logical_address_keeps_whitespace_and_resolves_entities() {
         let xml = r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Header><a:LogicalAddress xmlns:a="urn:riv:itintegration:registry:1"> A&amp;B&#65;</a:LogicalAddress></soap:Header><soap:Body><x:Op xmlns:x="urn:x:1"/></soap:Body></soap:Envelope>"#;
         assert_eq!(inspect(xml.as_bytes()).unwrap().logical_address, " A&BA");
+    }
+
+    #[test]
+    fn a_byte_order_mark_does_not_shift_the_spans() {
+        // Caught by the span check of fuzz target `inspect`: quick-xml skips a leading BOM without
+        // counting it, so the spans pointed three bytes early and a period edit
+        // rewrote the wrong bytes.
+        let body = [&b"\xEF\xBB\xBF"[..], CD2.as_bytes()].concat();
+        let call = inspect(&body).unwrap();
+        // The first is skipped by quick-xml, a second is text before the root.
+        let twice = [&b"\xEF\xBB\xBF"[..], &body].concat();
+        let call_twice = inspect(&twice).unwrap();
+        assert_eq!(
+            &twice[call_twice.period.unwrap().span],
+            &body[call.period.clone().unwrap().span]
+        );
+        let patient = &body[call.patient.unwrap().span];
+        assert!(patient.starts_with(b"<urn1:patientId>"), "{patient:?}");
+        assert!(patient.ends_with(b"</urn1:patientId>"), "{patient:?}");
+        let period = &body[call.period.unwrap().span];
+        assert!(period.starts_with(b"<urn1:timePeriod>"), "{period:?}");
+        assert!(period.ends_with(b"</urn1:timePeriod>"), "{period:?}");
     }
 
     #[test]
