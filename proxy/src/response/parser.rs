@@ -4,7 +4,7 @@
 //! event may span chunks. What goes out is still sliced from the received chunks
 //! ([`super::source`]).
 
-use quick_xml::events::Event;
+use quick_xml::events::{BytesText, Event};
 use quick_xml::Reader;
 
 use super::scan::{ScanError, ScannedRecord, Scanner};
@@ -76,6 +76,18 @@ impl RecordParser {
         } else {
             self.complete
         };
+        // quick-xml skips a byte order mark at the start of a reader's input (only the
+        // first) without counting it in its positions, which would shift every later
+        // span by three bytes: it is added back. At the body's start it is the body's
+        // BOM, skipped as `scan_document` skips it. A later stretch starts with one only
+        // inside text (a stretch starts after an event), where it is a character of the
+        // text: the scanner gets it as such, as it does reading the whole body.
+        let bom = crate::inspect::bom_len(&self.bytes[..len]) as u64;
+        if bom > 0 && self.base > 0 {
+            let text = Event::Text(BytesText::from_escaped("\u{feff}"));
+            self.scanner.event(&text, self.base, self.base + bom)?;
+        }
+        let base = self.base + bom;
         let mut reader = Reader::from_reader(&self.bytes[..len]);
         // The scanner checks end tags: this reader has not seen the start tags of the
         // stretches parsed before.
@@ -101,20 +113,17 @@ impl RecordParser {
                 if !self.scanner.is_complete() {
                     return Err(ParseError::Cut);
                 }
-                break Parsed::End(self.base + end);
+                break Parsed::End(base + end);
             }
-            if let Some(record) = self
-                .scanner
-                .event(&event, self.base + start, self.base + end)?
-            {
+            if let Some(record) = self.scanner.event(&event, base + start, base + end)? {
                 batch.push(record);
             }
             parsed = end;
-            if self.scanner.between_records() && cut_here(self.base + end, batch.len()) {
-                break Parsed::Cut(self.base + end);
+            if self.scanner.between_records() && cut_here(base + end, batch.len()) {
+                break Parsed::Cut(base + end);
             }
         };
-        self.consume(parsed);
+        self.consume(bom + parsed);
         Ok(stop)
     }
 
@@ -238,6 +247,54 @@ mod tests {
                 "{size}"
             );
         }
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_skipped_at_the_start_and_kept_in_text() {
+        // Caught by fuzz target `chunked_parse`: a fresh reader on a stretch that starts
+        // with a BOM skipped it without counting it, so the text lost a character and
+        // the record's end was three bytes early. At the body's start the BOM is not
+        // content, but quick-xml did not count it there either.
+        let body = tricky_document().replace("doc-2 > x", "doc-2 >\u{feff}x");
+        let body = format!("\u{feff}\u{feff}{body}");
+        let whole = scan_document(lookup(CD2).unwrap(), body.as_bytes()).unwrap();
+        assert_eq!(whole[2].summary.id.as_deref(), Some("doc-2 >\u{feff}x"));
+        let span = &body[whole[0].start as usize..whole[0].end as usize];
+        assert!(span.starts_with("<r:careDocumentation ") && span.ends_with('>'));
+        // Chunks ending right after the `>` in that text make the next one start with
+        // the BOM; and chunks of 1 and 2 bytes split the leading BOM.
+        let at = body.find("\u{feff}x").unwrap();
+        for size in [1, 2, at, at - 1, 64] {
+            let (records, _) = parse_in_chunks(body.as_bytes(), size).unwrap();
+            let found: Vec<_> = records
+                .iter()
+                .map(|r| (r.start, r.end, r.summary.id.clone()))
+                .collect();
+            let expected: Vec<_> = whole
+                .iter()
+                .map(|r| (r.start, r.end, r.summary.id.clone()))
+                .collect();
+            assert_eq!(found, expected, "chunks of {size} bytes");
+        }
+    }
+
+    #[test]
+    fn a_second_byte_order_mark_at_the_start_is_text() {
+        // Found by fuzz target `chunked_parse`: with the body's BOM taken off, a fresh
+        // reader skipped the second one too, uncounted, and the parser then read the
+        // last three bytes again, as an end tag without a start tag.
+        let body = b"\xEF\xBB\xBF\xEF\xBB\xBF<co\x01\x00\x00co\xbb</>";
+        let contract = lookup(CD2).unwrap();
+        assert!(scan_document(contract, body).unwrap().is_empty());
+        let mut parser = RecordParser::new(contract);
+        let mut batch = Vec::new();
+        for chunk in [&body[..11], &body[11..14], &body[14..]] {
+            parser.append(chunk);
+            let parsed = parser.parse(false, &mut batch, |_, _| false);
+            assert_eq!(parsed, Ok(Parsed::NeedMore));
+        }
+        let parsed = parser.parse(true, &mut batch, |_, _| false);
+        assert_eq!(parsed, Ok(Parsed::End(body.len() as u64)));
     }
 
     #[test]

@@ -436,6 +436,9 @@ pub fn scan_document(
     contract: &'static ContractInfo,
     body: &[u8],
 ) -> Result<Vec<ScannedRecord>, ScanError> {
+    // quick-xml skips a leading byte order mark without counting it, which would put
+    // every span three bytes early (see `inspect::bom_len`): it is added back.
+    let bom = crate::inspect::bom_len(body) as u64;
     let mut reader = quick_xml::Reader::from_reader(body);
     // As in the streaming filter: the scanner checks end tags.
     let config = reader.config_mut();
@@ -444,9 +447,9 @@ pub fn scan_document(
     let mut scanner = Scanner::new(contract);
     let mut records = Vec::new();
     loop {
-        let start = reader.buffer_position();
+        let start = bom + reader.buffer_position();
         let event = reader.read_event().map_err(|e| ScanError::Malformed {
-            position: reader.error_position(),
+            position: bom + reader.error_position(),
             message: e.to_string(),
         })?;
         if matches!(event, Event::Eof) {
@@ -458,7 +461,7 @@ pub fn scan_document(
             }
             return Ok(records);
         }
-        let end = reader.buffer_position();
+        let end = bom + reader.buffer_position();
         if let Some(record) = scanner.event(&event, start, end)? {
             records.push(record);
         }
@@ -688,6 +691,21 @@ mod tests {
             scan_document(contract(CD2), cut.as_bytes()),
             Err(ScanError::Malformed { .. })
         ));
+    }
+
+    #[test]
+    fn a_byte_order_mark_does_not_shift_the_record_spans() {
+        // Caught by the span check of fuzz target `scan_document`: quick-xml skips a
+        // leading BOM without counting it, so every span was three bytes early and the
+        // filter would have cut records at the wrong bytes.
+        // Only the first is skipped by quick-xml: a second one is text.
+        for boms in ["\u{feff}", "\u{feff}\u{feff}"] {
+            let body = format!("{boms}{}", cd2_response(&[("P1", "U1", "20240101")]));
+            let records = scan_document(contract(CD2), body.as_bytes()).unwrap();
+            let span = &body[records[0].start as usize..records[0].end as usize];
+            assert!(span.starts_with("<r:careDocumentation>"), "{span}");
+            assert!(span.ends_with("</r:careDocumentation>"), "{span}");
+        }
     }
 
     #[test]
