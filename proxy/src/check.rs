@@ -14,6 +14,9 @@ use crate::relay::{BuildError, Relay};
 use crate::tls::TlsError;
 use crate::tls_reload::{RefreshTls, Validity};
 
+/// What the listener's TLS configuration is called in reports and metrics.
+pub const LISTENER: &str = "https listener";
+
 /// A certificate expiring sooner than this is warned about.
 pub const EXPIRY_WARNING_DAYS: i64 = 30;
 const DAY: i64 = 86_400;
@@ -67,8 +70,14 @@ pub async fn check(path: &Path, now: i64) -> Result<CheckReport, CheckError> {
     for upstream in relay.upstreams() {
         tls.push((upstream.what().to_owned(), upstream.validity()));
     }
-    let allow_expired_crls = config.https.as_ref().is_some_and(|h| h.allow_expired_crls);
-    let (problems, warnings) = judge(&tls, now, allow_expired_crls);
+    // Only the listener may be told to accept stale lists; an upstream's never are.
+    let stale_lists_accepted: Vec<bool> = tls
+        .iter()
+        .map(|(what, _)| {
+            what == LISTENER && config.https.as_ref().is_some_and(|h| h.allow_expired_crls)
+        })
+        .collect();
+    let (problems, warnings) = judge(&tls, &stale_lists_accepted, now);
     if !problems.is_empty() {
         return Err(CheckError::Expired { file, problems });
     }
@@ -84,11 +93,11 @@ pub async fn check(path: &Path, now: i64) -> Result<CheckReport, CheckError> {
 /// What has run out (problems) and what will soon (warnings).
 fn judge(
     tls: &[(String, Validity)],
+    stale_lists_accepted: &[bool],
     now: i64,
-    allow_expired_crls: bool,
 ) -> (Vec<String>, Vec<String>) {
     let (mut problems, mut warnings) = (Vec::new(), Vec::new());
-    for (what, validity) in tls {
+    for ((what, validity), &accepted) in tls.iter().zip(stale_lists_accepted) {
         if let Some(not_after) = validity.certificate_not_after {
             if not_after <= now {
                 problems.push(format!(
@@ -112,10 +121,12 @@ fn judge(
                 file.display(),
                 utc(*next_update)
             );
-            if allow_expired_crls {
+            if accepted {
                 warnings.push(format!("{text} (accepted: allow_expired_crls)"));
             } else {
-                problems.push(format!("{text}: every caller it covers would be refused"));
+                problems.push(format!(
+                    "{text}: every peer it covers would be refused in the handshake"
+                ));
             }
         }
     }
@@ -177,7 +188,7 @@ mod tests {
             ("upstream ntjp".to_owned(), certificate(10)),
             ("upstream other".to_owned(), certificate(400)),
         ];
-        let (problems, warnings) = judge(&tls, NOW, false);
+        let (problems, warnings) = judge(&tls, &[false; 3], NOW);
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert!(problems[0].starts_with("https listener: the certificate expired at"));
         assert_eq!(warnings.len(), 1, "{warnings:?}");
@@ -194,12 +205,12 @@ mod tests {
             ],
         };
         let tls = [("https listener".to_owned(), stale)];
-        let (problems, warnings) = judge(&tls, NOW, false);
+        let (problems, warnings) = judge(&tls, &[false], NOW);
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert!(problems[0].contains("/tls/stale.crl") && problems[0].contains("refused"));
         assert!(warnings.is_empty());
 
-        let (problems, warnings) = judge(&tls, NOW, true);
+        let (problems, warnings) = judge(&tls, &[true], NOW);
         assert!(problems.is_empty());
         assert!(
             warnings[0].contains("accepted: allow_expired_crls"),

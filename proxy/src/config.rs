@@ -296,6 +296,10 @@ pub struct UpstreamConfig {
     pub client_key: Option<PathBuf>,
     /// CA bundle (PEM) the upstream's server certificate must chain to.
     pub ca: Option<PathBuf>,
+    /// Revocation lists (PEM or DER) the upstream's server certificate chain is checked
+    /// against; none: no revocation check.
+    #[serde(default)]
+    pub crls: Vec<PathBuf>,
     #[serde(default = "default_connect_timeout_ms")]
     pub connect_timeout_ms: u64,
     /// Time until the upstream's response headers; above NTjP's 29 s producer timeout.
@@ -928,6 +932,9 @@ impl Config {
         }
         if uri.query().is_some() {
             return Err(Invalid::at(at.key("url"), "must not carry a query string"));
+        }
+        for (i, crl) in upstream.crls.iter().enumerate() {
+            self.file_exists(crl, at.key("crls").index(i))?;
         }
         match (&upstream.client_cert, &upstream.client_key) {
             (Some(cert), Some(key)) => {

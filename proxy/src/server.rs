@@ -229,7 +229,7 @@ pub fn listener_tls(
     let mut files = vec![cert.clone(), key.clone(), client_ca.clone()];
     files.extend(revocation.crls.iter().cloned());
     let (presented, crls) = (cert.clone(), revocation.crls.clone());
-    Ok(TlsFiles::load("https listener", files, move || {
+    Ok(TlsFiles::load(crate::check::LISTENER, files, move || {
         crate::tls::server_config(&cert, &key, &client_ca, &revocation)
     })?
     .reporting(Some(presented), crls))

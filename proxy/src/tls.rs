@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use rustls::client::WebPkiServerVerifier;
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
@@ -79,8 +80,9 @@ pub fn crl_next_update(path: &Path) -> Result<Option<i64>, TlsError> {
     Ok(earliest)
 }
 
-/// How client certificates are checked for revocation (`[https] crls` and the keys
-/// after it).
+/// How a peer's certificate chain is checked for revocation: callers' by the listener
+/// (`[https] crls` and the keys after it), an upstream's by its client (`[[upstream]]
+/// crls`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Revocation {
     /// CRL files, PEM (one or more `X509 CRL` blocks) or DER; none: no check.
@@ -91,6 +93,17 @@ pub struct Revocation {
     pub allow_unknown_status: bool,
     /// Accept answers from a CRL past its nextUpdate.
     pub allow_expired: bool,
+}
+
+impl Revocation {
+    /// Every list of every file.
+    fn load(&self) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
+        let mut crls = Vec::new();
+        for file in &self.crls {
+            crls.extend(load_crls(file)?);
+        }
+        Ok(crls)
+    }
 }
 
 /// The CRLs in a file: each `X509 CRL` block of a PEM file, or the whole file as one
@@ -126,12 +139,8 @@ pub fn server_config(
 ) -> Result<ServerConfig, TlsError> {
     let roots = Arc::new(load_roots(client_ca)?);
     let provider = provider();
-    let mut crls = Vec::new();
-    for file in &revocation.crls {
-        crls.extend(load_crls(file)?);
-    }
-    let mut verifier =
-        WebPkiClientVerifier::builder_with_provider(roots, provider.clone()).with_crls(crls);
+    let mut verifier = WebPkiClientVerifier::builder_with_provider(roots, provider.clone())
+        .with_crls(revocation.load()?);
     if revocation.end_entity_only {
         verifier = verifier.only_check_end_entity_revocation();
     }
@@ -154,15 +163,37 @@ pub fn server_config(
     Ok(config)
 }
 
-/// A client trusting `ca`, presenting `identity` (certificate, key) if given.
+/// A client trusting `ca`, presenting `identity` (certificate, key) if given; the
+/// server's chain must not be revoked by any of `revocation`'s CRLs.
 pub fn client_config(
     ca: &Path,
     identity: Option<(&Path, &Path)>,
+    revocation: &Revocation,
 ) -> Result<ClientConfig, TlsError> {
-    let builder = ClientConfig::builder_with_provider(provider())
+    let provider = provider();
+    let roots = Arc::new(load_roots(ca)?);
+    let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| TlsError::Config(e.to_string()))?
-        .with_root_certificates(load_roots(ca)?);
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    let builder = if revocation.crls.is_empty() {
+        builder.with_root_certificates(roots)
+    } else {
+        let mut verifier = WebPkiServerVerifier::builder_with_provider(roots, provider)
+            .with_crls(revocation.load()?);
+        if revocation.end_entity_only {
+            verifier = verifier.only_check_end_entity_revocation();
+        }
+        if revocation.allow_unknown_status {
+            verifier = verifier.allow_unknown_revocation_status();
+        }
+        if !revocation.allow_expired {
+            verifier = verifier.enforce_revocation_expiration();
+        }
+        let verifier = verifier
+            .build()
+            .map_err(|e| TlsError::Config(format!("server verifier: {e}")))?;
+        builder.with_webpki_verifier(verifier)
+    };
     // No ALPN here: hyper-rustls sets it itself (and refuses a config that has it).
     let config = match identity {
         Some((cert, key)) => builder

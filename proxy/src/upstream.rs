@@ -21,7 +21,7 @@ use hyper_util::rt::TokioExecutor;
 use tokio::time::{Instant, Sleep};
 
 use crate::config::{millis, Config, UpstreamConfig};
-use crate::tls::{self, TlsError};
+use crate::tls::{self, Revocation, TlsError};
 use crate::tls_reload::{RefreshTls, TlsFiles, TlsOutcome, Validity};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -69,13 +69,18 @@ fn pooled_client(
     settings: &ClientSettings,
     ca: Option<&Path>,
     identity: Option<&(PathBuf, PathBuf)>,
+    revocation: &Revocation,
 ) -> Result<HttpsClient, TlsError> {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_connect_timeout(Some(settings.connect_timeout));
     http.set_nodelay(true);
     let tls_config = match ca {
-        Some(ca) => tls::client_config(ca, identity.map(|(c, k)| (c.as_path(), k.as_path())))?,
+        Some(ca) => tls::client_config(
+            ca,
+            identity.map(|(c, k)| (c.as_path(), k.as_path())),
+            revocation,
+        )?,
         // A plain-http upstream: the TLS part of the connector is never used.
         None => rustls::ClientConfig::builder_with_provider(tls::provider())
             .with_safe_default_protocol_versions()
@@ -120,16 +125,24 @@ impl Upstream {
             .zip(config.client_key.as_deref().map(|p| root.resolve(p)));
         // The files the client's TLS config is read from: a change rebuilds the client
         // (see `tls_reload`), so a renewed proxy certificate is used without a restart.
+        // The upstream's revocation lists, checked as the listener checks callers' by
+        // default: the whole chain, unknown status and stale lists refused.
+        let revocation = Revocation {
+            crls: config.crls.iter().map(|p| root.resolve(p)).collect(),
+            ..Revocation::default()
+        };
         let files: Vec<PathBuf> = ca
             .iter()
             .cloned()
             .chain(identity.iter().flat_map(|(c, k)| [c.clone(), k.clone()]))
+            .chain(revocation.crls.iter().cloned())
             .collect();
         let presented = identity.as_ref().map(|(cert, _)| cert.clone());
+        let crls = revocation.crls.clone();
         let client = TlsFiles::load(format!("upstream {}", config.name), files, move || {
-            pooled_client(&settings, ca.as_deref(), identity.as_ref())
+            pooled_client(&settings, ca.as_deref(), identity.as_ref(), &revocation)
         })?
-        .reporting(presented, Vec::new());
+        .reporting(presented, crls);
         Ok(Upstream {
             name: config.name.clone(),
             scheme,

@@ -63,11 +63,13 @@ impl Pki {
             .write(dir.path(), "anonymous")
             .unwrap();
         // Revocation lists: one revoking nothing, one revoking the aggregator's
-        // certificate, and one past its nextUpdate.
+        // certificate, one the simulator's (NTjP's), and one past its nextUpdate.
         let aggregator = std::fs::read_to_string(dir.path().join("aggregator.crt")).unwrap();
+        let ntjp = std::fs::read_to_string(dir.path().join("ntjp.crt")).unwrap();
         for (file, revoked, next_update_days) in [
             ("crl-none.pem", vec![], 30),
             ("crl-aggregator.pem", vec![aggregator.as_str()], 30),
+            ("crl-ntjp.pem", vec![ntjp.as_str()], 30),
             ("crl-expired.pem", vec![], -1),
         ] {
             let crl = ca.crl(&revoked, next_update_days).expect("CRL");
@@ -96,7 +98,8 @@ impl Pki {
         });
         let identity = cert.as_ref().map(|(c, k)| (c.as_path(), k.as_path()));
         let config =
-            rtp_proxy::tls::client_config(&self.path("ca.crt"), identity).expect("client config");
+            rtp_proxy::tls::client_config(&self.path("ca.crt"), identity, &Default::default())
+                .expect("client config");
         TlsConnector::from(Arc::new(config))
     }
 }

@@ -372,3 +372,48 @@ async fn an_expired_crl_refuses_every_caller_unless_allowed() {
     let allowed = start_proxy(&allowed).await;
     assert!(answered(allowed.https_addr.expect("https"), &pki, "consumer").await);
 }
+
+#[tokio::test]
+async fn an_upstream_whose_certificate_is_revoked_is_not_called() {
+    let pki = Pki::generate();
+    let sim = start_sim(&sim_toml(&pki, "")).await;
+    let url = format!(
+        "https://127.0.0.1:{}",
+        sim.https_addr().expect("sim https").port()
+    );
+    let dir = pki.dir.path().display().to_string();
+    let with_upstream_crl = |crl: &str| {
+        // The upstream's `ca` line (the listener's is `client_ca`).
+        proxy_toml(&pki, &url, "[[route]]\nname = \"everything\"\n").replacen(
+            &format!("\nca = \"{dir}/ca.crt\"\n"),
+            &format!("\nca = \"{dir}/ca.crt\"\ncrls = [\"{dir}/{crl}\"]\n"),
+            1,
+        )
+    };
+    let consumer = pki.client(Some("consumer"));
+
+    // NTjP's certificate is not on the list: calls go through.
+    let proxy = start_proxy(&with_upstream_crl("crl-none.pem")).await;
+    let reply = post_tls(
+        proxy.https_addr.expect("https"),
+        &consumer,
+        Call::soap(sample(REQUEST)),
+    )
+    .await
+    .expect("answer");
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert_eq!(sim.calls().len(), 1);
+
+    // It is revoked: the handshake towards it fails, the caller gets VP009, and nothing
+    // was sent to the revoked server.
+    let proxy = start_proxy(&with_upstream_crl("crl-ntjp.pem")).await;
+    let reply = post_tls(
+        proxy.https_addr.expect("https"),
+        &consumer,
+        Call::soap(sample(REQUEST)),
+    )
+    .await
+    .expect("answer");
+    reply.assert_fault_code("VP009");
+    assert_eq!(sim.calls().len(), 1, "no call reached the revoked upstream");
+}

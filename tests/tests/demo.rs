@@ -80,6 +80,7 @@ async fn the_demo_serves_the_printed_call_and_stops_on_sigterm() {
     let tls = rtp_proxy::tls::client_config(
         &pki.join("ca.crt"),
         Some((&pki.join("consumer.crt"), &pki.join("consumer.key"))),
+        &rtp_proxy::tls::Revocation::default(),
     )
     .unwrap();
     let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls));
