@@ -129,6 +129,26 @@ pub fn load_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static
     Ok(crls)
 }
 
+/// A verifier builder (for client or server certificates: two types with the same
+/// methods) with `revocation`'s lists and settings applied; returns early with the error
+/// of a list that does not load.
+macro_rules! with_revocation {
+    ($builder:expr, $revocation:expr) => {{
+        let revocation: &Revocation = $revocation;
+        let mut builder = $builder.with_crls(revocation.load()?);
+        if revocation.end_entity_only {
+            builder = builder.only_check_end_entity_revocation();
+        }
+        if revocation.allow_unknown_status {
+            builder = builder.allow_unknown_revocation_status();
+        }
+        if !revocation.allow_expired {
+            builder = builder.enforce_revocation_expiration();
+        }
+        builder
+    }};
+}
+
 /// A server that requires a client certificate chaining to `client_ca`, not revoked by
 /// any of `revocation`'s CRLs.
 pub fn server_config(
@@ -139,18 +159,8 @@ pub fn server_config(
 ) -> Result<ServerConfig, TlsError> {
     let roots = Arc::new(load_roots(client_ca)?);
     let provider = provider();
-    let mut verifier = WebPkiClientVerifier::builder_with_provider(roots, provider.clone())
-        .with_crls(revocation.load()?);
-    if revocation.end_entity_only {
-        verifier = verifier.only_check_end_entity_revocation();
-    }
-    if revocation.allow_unknown_status {
-        verifier = verifier.allow_unknown_revocation_status();
-    }
-    if !revocation.allow_expired {
-        verifier = verifier.enforce_revocation_expiration();
-    }
-    let verifier = verifier
+    let builder = WebPkiClientVerifier::builder_with_provider(roots, provider.clone());
+    let verifier = with_revocation!(builder, revocation)
         .build()
         .map_err(|e| TlsError::Config(format!("client verifier: {e}")))?;
     let mut config = ServerConfig::builder_with_provider(provider)
@@ -175,25 +185,12 @@ pub fn client_config(
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Config(e.to_string()))?;
-    let builder = if revocation.crls.is_empty() {
-        builder.with_root_certificates(roots)
-    } else {
-        let mut verifier = WebPkiServerVerifier::builder_with_provider(roots, provider)
-            .with_crls(revocation.load()?);
-        if revocation.end_entity_only {
-            verifier = verifier.only_check_end_entity_revocation();
-        }
-        if revocation.allow_unknown_status {
-            verifier = verifier.allow_unknown_revocation_status();
-        }
-        if !revocation.allow_expired {
-            verifier = verifier.enforce_revocation_expiration();
-        }
-        let verifier = verifier
-            .build()
-            .map_err(|e| TlsError::Config(format!("server verifier: {e}")))?;
-        builder.with_webpki_verifier(verifier)
-    };
+    // Without lists the revocation settings change nothing.
+    let verifier = WebPkiServerVerifier::builder_with_provider(roots, provider);
+    let verifier = with_revocation!(verifier, revocation)
+        .build()
+        .map_err(|e| TlsError::Config(format!("server verifier: {e}")))?;
+    let builder = builder.with_webpki_verifier(verifier);
     // No ALPN here: hyper-rustls sets it itself (and refuses a config that has it).
     let config = match identity {
         Some((cert, key)) => builder
