@@ -408,7 +408,9 @@ fn restart_only(config: &Config) -> String {
     )
 }
 
-fn content_hash(file: &Path) -> std::io::Result<String> {
+/// The SHA-256 of a file's content, in hex: how every reload check (config, policies,
+/// TLS files) tells a changed file from one merely touched or rewritten unchanged.
+pub(crate) fn content_hash(file: &Path) -> std::io::Result<String> {
     let bytes = std::fs::read(file)?;
     Ok(Sha256::digest(&bytes)
         .iter()

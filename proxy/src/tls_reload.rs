@@ -10,11 +10,10 @@
 //! certificate (only one of the two written yet; the write of the other is the next
 //! change and the next check), a garbled or missing file.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
-use sha2::{Digest, Sha256};
 
 use crate::tls::TlsError;
 
@@ -214,28 +213,22 @@ impl<T: Send + Sync> RefreshTls for TlsFiles<T> {
     }
 }
 
-/// One hash over the files' content, in order; an unreadable file is an error naming it.
+/// The files' content hashes, in order; an unreadable file is an error naming it.
 fn content_hash(files: &[PathBuf]) -> Result<String, String> {
-    let mut hasher = Sha256::new();
-    for file in files {
-        let bytes = read(file)?;
-        hasher.update((bytes.len() as u64).to_le_bytes());
-        hasher.update(&bytes);
-    }
-    Ok(hasher
-        .finalize()
+    let hashes = files
         .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
-}
-
-fn read(file: &Path) -> Result<Vec<u8>, String> {
-    std::fs::read(file).map_err(|e| format!("{}: cannot read: {e}", file.display()))
+        .map(|file| {
+            crate::reload::content_hash(file)
+                .map_err(|e| format!("{}: cannot read: {e}", file.display()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(hashes.join(" "))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     /// A "build" that reads the file as a number, refusing anything else.
     fn number_files(dir: &Path) -> TlsFiles<u32> {

@@ -10,15 +10,15 @@
 //! cause one reload, and a burst of file events is collapsed by a debounce (the watch
 //! itself is in `crate::reload`, which also reloads the config).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
-use sha2::{Digest, Sha256};
 
 use super::engine::PolicyEngine;
 use super::loaded::{FailureMode, Limits, LoadedPolicy};
+use crate::reload::content_hash;
 
 /// One position in a route's pipeline.
 pub struct PolicySlot {
@@ -166,14 +166,6 @@ impl PolicySlot {
         }
         ReloadOutcome::Failed(message)
     }
-}
-
-fn content_hash(file: &Path) -> std::io::Result<String> {
-    let bytes = std::fs::read(file)?;
-    Ok(Sha256::digest(&bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
 }
 
 /// Every slot of every route, and the engine to load new versions with.
