@@ -14,9 +14,6 @@ use crate::relay::{BuildError, Relay};
 use crate::tls::TlsError;
 use crate::tls_reload::{RefreshTls, Validity};
 
-/// What the listener's TLS configuration is called in reports and metrics.
-pub const LISTENER: &str = "https listener";
-
 /// A certificate expiring sooner than this is warned about.
 pub const EXPIRY_WARNING_DAYS: i64 = 30;
 const DAY: i64 = 86_400;
@@ -70,14 +67,7 @@ pub async fn check(path: &Path, now: i64) -> Result<CheckReport, CheckError> {
     for upstream in relay.upstreams() {
         tls.push((upstream.what().to_owned(), upstream.validity()));
     }
-    // Only the listener may be told to accept stale lists; an upstream's never are.
-    let stale_lists_accepted: Vec<bool> = tls
-        .iter()
-        .map(|(what, _)| {
-            what == LISTENER && config.https.as_ref().is_some_and(|h| h.allow_expired_crls)
-        })
-        .collect();
-    let (problems, warnings) = judge(&tls, &stale_lists_accepted, now);
+    let (problems, warnings) = judge(&tls, now);
     if !problems.is_empty() {
         return Err(CheckError::Expired { file, problems });
     }
@@ -91,13 +81,9 @@ pub async fn check(path: &Path, now: i64) -> Result<CheckReport, CheckError> {
 }
 
 /// What has run out (problems) and what will soon (warnings).
-fn judge(
-    tls: &[(String, Validity)],
-    stale_lists_accepted: &[bool],
-    now: i64,
-) -> (Vec<String>, Vec<String>) {
+fn judge(tls: &[(String, Validity)], now: i64) -> (Vec<String>, Vec<String>) {
     let (mut problems, mut warnings) = (Vec::new(), Vec::new());
-    for ((what, validity), &accepted) in tls.iter().zip(stale_lists_accepted) {
+    for (what, validity) in tls {
         if let Some(not_after) = validity.certificate_not_after {
             if not_after <= now {
                 problems.push(format!(
@@ -121,7 +107,7 @@ fn judge(
                 file.display(),
                 utc(*next_update)
             );
-            if accepted {
+            if validity.stale_crls_accepted {
                 warnings.push(format!("{text} (accepted: allow_expired_crls)"));
             } else {
                 problems.push(format!(
@@ -177,7 +163,7 @@ mod tests {
     fn certificate(days: i64) -> Validity {
         Validity {
             certificate_not_after: Some(NOW + days * DAY),
-            crl_next_update: Vec::new(),
+            ..Validity::default()
         }
     }
 
@@ -188,7 +174,7 @@ mod tests {
             ("upstream ntjp".to_owned(), certificate(10)),
             ("upstream other".to_owned(), certificate(400)),
         ];
-        let (problems, warnings) = judge(&tls, &[false; 3], NOW);
+        let (problems, warnings) = judge(&tls, NOW);
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert!(problems[0].starts_with("https listener: the certificate expired at"));
         assert_eq!(warnings.len(), 1, "{warnings:?}");
@@ -203,14 +189,16 @@ mod tests {
                 (PathBuf::from("/tls/fresh.crl"), NOW + DAY),
                 (PathBuf::from("/tls/stale.crl"), NOW - DAY),
             ],
+            stale_crls_accepted: false,
         };
-        let tls = [("https listener".to_owned(), stale)];
-        let (problems, warnings) = judge(&tls, &[false], NOW);
+        let mut tls = [("https listener".to_owned(), stale)];
+        let (problems, warnings) = judge(&tls, NOW);
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert!(problems[0].contains("/tls/stale.crl") && problems[0].contains("refused"));
         assert!(warnings.is_empty());
 
-        let (problems, warnings) = judge(&tls, &[true], NOW);
+        tls[0].1.stale_crls_accepted = true;
+        let (problems, warnings) = judge(&tls, NOW);
         assert!(problems.is_empty());
         assert!(
             warnings[0].contains("accepted: allow_expired_crls"),

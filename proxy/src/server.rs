@@ -228,11 +228,11 @@ pub fn listener_tls(
     // A new CRL is a change like a renewed certificate: the listener is rebuilt.
     let mut files = vec![cert.clone(), key.clone(), client_ca.clone()];
     files.extend(revocation.crls.iter().cloned());
-    let (presented, crls) = (cert.clone(), revocation.crls.clone());
-    Ok(TlsFiles::load(crate::check::LISTENER, files, move || {
+    let (presented, reported) = (cert.clone(), revocation.clone());
+    Ok(TlsFiles::load("https listener", files, move || {
         crate::tls::server_config(&cert, &key, &client_ca, &revocation)
     })?
-    .reporting(Some(presented), crls))
+    .reporting(Some(presented), &reported))
 }
 
 /// The capabilities lent to policies: the block service client with its cache and the

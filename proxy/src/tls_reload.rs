@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 
-use crate::tls::TlsError;
+use crate::tls::{Revocation, TlsError};
 
 /// What a check of a [`TlsFiles`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,13 +32,16 @@ type Build<T> = Box<dyn Fn() -> Result<T, TlsError> + Send + Sync>;
 
 /// When what a TLS configuration relies on runs out, as read from its files when it was
 /// last built: for alerts well before a certificate expires or a revocation list goes
-/// stale (a stale list refuses every caller, see `[https] allow_expired_crls`).
+/// stale (a stale list refuses every peer it covers unless `allow_expired_crls`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Validity {
     /// The notAfter of the certificate presented, Unix seconds.
     pub certificate_not_after: Option<i64>,
     /// Each revocation list file's earliest nextUpdate, Unix seconds.
     pub crl_next_update: Vec<(PathBuf, i64)>,
+    /// Whether the lists are still used past their nextUpdate (`allow_expired_crls`):
+    /// then a stale list is a warning, else it refuses every peer it covers.
+    pub stale_crls_accepted: bool,
 }
 
 /// Which of a configuration's files [`Validity`] is read from.
@@ -46,6 +49,7 @@ pub struct Validity {
 struct ValidityFiles {
     presented: Option<PathBuf>,
     crls: Vec<PathBuf>,
+    stale_crls_accepted: bool,
 }
 
 impl ValidityFiles {
@@ -65,6 +69,7 @@ impl ValidityFiles {
                     Some((file.clone(), next))
                 })
                 .collect(),
+            stale_crls_accepted: self.stale_crls_accepted,
         }
     }
 }
@@ -115,9 +120,13 @@ impl<T> TlsFiles<T> {
     }
 
     /// Reports the validity of `presented` (the certificate this configuration shows
-    /// its peers) and of the revocation lists in `crls`.
-    pub fn reporting(mut self, presented: Option<PathBuf>, crls: Vec<PathBuf>) -> TlsFiles<T> {
-        self.validity_files = ValidityFiles { presented, crls };
+    /// its peers) and of `revocation`'s lists.
+    pub fn reporting(mut self, presented: Option<PathBuf>, revocation: &Revocation) -> TlsFiles<T> {
+        self.validity_files = ValidityFiles {
+            presented,
+            crls: revocation.crls.clone(),
+            stale_crls_accepted: revocation.allow_expired,
+        };
         self.validity = Mutex::new(self.validity_files.read());
         self
     }

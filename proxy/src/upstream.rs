@@ -123,14 +123,14 @@ impl Upstream {
             .as_deref()
             .map(|p| root.resolve(p))
             .zip(config.client_key.as_deref().map(|p| root.resolve(p)));
-        // The files the client's TLS config is read from: a change rebuilds the client
-        // (see `tls_reload`), so a renewed proxy certificate is used without a restart.
         // The upstream's revocation lists, checked as the listener checks callers' by
         // default: the whole chain, unknown status and stale lists refused.
         let revocation = Revocation {
             crls: config.crls.iter().map(|p| root.resolve(p)).collect(),
             ..Revocation::default()
         };
+        // The files the client's TLS config is read from: a change rebuilds the client
+        // (see `tls_reload`), so a renewed proxy certificate is used without a restart.
         let files: Vec<PathBuf> = ca
             .iter()
             .cloned()
@@ -138,11 +138,11 @@ impl Upstream {
             .chain(revocation.crls.iter().cloned())
             .collect();
         let presented = identity.as_ref().map(|(cert, _)| cert.clone());
-        let crls = revocation.crls.clone();
+        let reported = revocation.clone();
         let client = TlsFiles::load(format!("upstream {}", config.name), files, move || {
             pooled_client(&settings, ca.as_deref(), identity.as_ref(), &revocation)
         })?
-        .reporting(presented, crls);
+        .reporting(presented, &reported);
         Ok(Upstream {
             name: config.name.clone(),
             scheme,
