@@ -14,7 +14,6 @@
 //! Hot path: a label lookup (a hash of a few shared strings) and an atomic add; label
 //! values are `&'static str` or `Arc<str>` clones, never allocated per call.
 
-use crate::tls_reload::Validity;
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::{Hash, Hasher};
@@ -30,6 +29,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Metric, Registry, Unit};
 
 use crate::access_log::JournalStats;
+use crate::tls_reload::Validity;
 
 /// The `Content-Type` of the text `/metrics` answers with (Prometheus text format 0.0.4).
 pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
@@ -296,8 +296,8 @@ pub struct Metrics {
     tls_reloads: Family<TlsReload, Counter>,
     connections_open: Gauge,
     connections_refused: Family<ListenerLabel, Counter>,
-    /// The consumer listeners' connection permits, read at scrape.
-    connection_limit: std::sync::Mutex<Option<(Arc<tokio::sync::Semaphore>, usize)>>,
+    /// The consumer listeners' connection permits and their number, read at scrape.
+    connection_limit: OnceLock<(Arc<tokio::sync::Semaphore>, usize)>,
     tls_expiry: Family<TlsLabel, Gauge>,
     crl_next_update: Family<FileLabel, Gauge>,
     block_lookups: Family<OutcomeLabel, Counter>,
@@ -439,7 +439,7 @@ impl Metrics {
         let tls_reloads = registered(
             &mut registry,
             "rtp_tls_reloads",
-            "Rebuilds of a TLS configuration whose certificate, key or CA files changed (the https listener, an upstream's client): success or failure (the certificate in force stays)",
+            "Rebuilds of a TLS configuration whose certificate, key, CA or revocation list files changed (the https listener, an upstream's client): success or failure (the certificate in force stays)",
             None,
             Family::<TlsReload, Counter>::default(),
         );
@@ -453,7 +453,7 @@ impl Metrics {
         let crl_next_update = registered(
             &mut registry,
             "rtp_tls_crl_next_update_timestamp_seconds",
-            "Earliest nextUpdate of each revocation list file in force, Unix time: past it the list refuses every caller unless allow_expired_crls",
+            "Earliest nextUpdate of each revocation list file in force, Unix time: past it the list refuses every peer it covers unless allow_expired_crls",
             None,
             Family::<FileLabel, Gauge>::default(),
         );
@@ -562,7 +562,7 @@ impl Metrics {
             tls_reloads,
             connections_open,
             connections_refused,
-            connection_limit: std::sync::Mutex::new(None),
+            connection_limit: OnceLock::new(),
             tls_expiry,
             crl_next_update,
             block_lookups,
@@ -743,11 +743,10 @@ impl Metrics {
         self.tls_reloads.get_or_create(&labels).inc();
     }
 
-    /// Reports the open consumer connections from `permits` (of `max` in all).
+    /// Reports the open consumer connections from `permits` (of `max` in all). Set once,
+    /// when the proxy starts.
     pub fn watch_connections(&self, permits: Arc<tokio::sync::Semaphore>, max: usize) {
-        if let Ok(mut limit) = self.connection_limit.lock() {
-            *limit = Some((permits, max));
-        }
+        let _ = self.connection_limit.set((permits, max));
     }
 
     /// A consumer connection was closed at the limit.
@@ -846,7 +845,7 @@ impl Metrics {
 
     /// Everything, in the Prometheus text format.
     pub fn render(&self) -> String {
-        if let Ok(Some((permits, max))) = self.connection_limit.lock().as_deref() {
+        if let Some((permits, max)) = self.connection_limit.get() {
             let open = max.saturating_sub(permits.available_permits());
             self.connections_open
                 .set(i64::try_from(open).unwrap_or(i64::MAX));

@@ -68,16 +68,13 @@ pub fn not_after(path: &Path) -> Result<i64, TlsError> {
 /// The earliest nextUpdate of a file's CRLs, as Unix seconds; none when no list in it
 /// has one.
 pub fn crl_next_update(path: &Path) -> Result<Option<i64>, TlsError> {
-    let mut earliest: Option<i64> = None;
+    let mut next_updates = Vec::new();
     for crl in load_crls(path)? {
         let (_, crl) = x509_parser::parse_x509_crl(crl.as_ref())
             .map_err(|e| file_error(path, format!("not a usable CRL: {e}")))?;
-        if let Some(next) = crl.next_update() {
-            let next = next.timestamp();
-            earliest = Some(earliest.map_or(next, |e| e.min(next)));
-        }
+        next_updates.extend(crl.next_update().map(|next| next.timestamp()));
     }
-    Ok(earliest)
+    Ok(next_updates.into_iter().min())
 }
 
 /// How a peer's certificate chain is checked for revocation: callers' by the listener
