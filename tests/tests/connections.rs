@@ -12,16 +12,28 @@ const REQUEST: &str = "01_GetCareDocumentation_v2_request.xml";
 /// What the producer stand-in answers: no policy reads it.
 const RESPONSE: &str = "08_GetCareDocumentation_v3_response_mock.xml";
 
+/// The test config in front of `producer`, one route for every call, with `setting`
+/// added to `[proxy]` and `extra` after the rest.
+fn config(pki: &Pki, producer: &StaticProducer, setting: &str, extra: &str) -> String {
+    let extra = format!("{extra}\n[[route]]\nname = \"everything\"\n");
+    proxy_toml(pki, &producer.url(), &extra).replacen(
+        "[proxy]\n",
+        &format!("[proxy]\n{setting}\n"),
+        1,
+    )
+}
+
 #[tokio::test]
 async fn past_max_connections_new_connections_are_closed_and_counted_until_one_ends() {
     let pki = Pki::generate();
     let producer = StaticProducer::start(StatusCode::OK, sample(RESPONSE)).await;
-    let extra = "[admin]\nlisten = \"127.0.0.1:0\"\n\n[[route]]\nname = \"everything\"\n";
-    let text = proxy_toml(&pki, &producer.url(), extra).replace(
-        "shutdown_grace_ms = 2000\n",
-        "shutdown_grace_ms = 2000\nmax_connections = 2\n",
-    );
-    let proxy = start_proxy(&text).await;
+    let proxy = start_proxy(&config(
+        &pki,
+        &producer,
+        "max_connections = 2",
+        "[admin]\nlisten = \"127.0.0.1:0\"\n",
+    ))
+    .await;
     let https = proxy.https_addr.expect("https listener");
     let http = proxy.http_addr.expect("http listener");
     let admin = proxy.admin_addr.expect("admin listener");
@@ -79,12 +91,7 @@ async fn past_max_connections_new_connections_are_closed_and_counted_until_one_e
 async fn an_idle_keep_alive_connection_is_closed_after_the_header_read_timeout() {
     let pki = Pki::generate();
     let producer = StaticProducer::start(StatusCode::OK, sample(RESPONSE)).await;
-    let extra = "[[route]]\nname = \"everything\"\n";
-    let text = proxy_toml(&pki, &producer.url(), extra).replace(
-        "shutdown_grace_ms = 2000\n",
-        "shutdown_grace_ms = 2000\nheader_read_timeout_ms = 300\n",
-    );
-    let proxy = start_proxy(&text).await;
+    let proxy = start_proxy(&config(&pki, &producer, "header_read_timeout_ms = 300", "")).await;
     let https = proxy.https_addr.expect("https listener");
     let mut session = TlsSession::open(https, &pki.client(Some("consumer")))
         .await
