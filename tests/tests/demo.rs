@@ -9,12 +9,6 @@ use std::time::{Duration, Instant};
 use http::StatusCode;
 use rtp_proxy_tests::*;
 
-/// target/<profile>/deps/demo-<hash> → target/<profile>
-fn profile_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().and_then(Path::parent).unwrap().to_owned()
-}
-
 fn binary(name: &str) -> PathBuf {
     profile_dir().join(name)
 }
